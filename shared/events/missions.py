@@ -1,0 +1,91 @@
+"""Events of the missions service: organisations and the mission lifecycle."""
+
+from typing import Literal
+
+from shared.events.catalog import Event, catalog
+from shared.events.vocabulary import Department, MissionContent, OrganizationKind, PostalCode
+
+
+class OrganizationEvent(Event):
+    topic = "missions.organization"
+    organization_id: str
+
+    def stream_id(self) -> str:
+        return self.organization_id
+
+
+@catalog.register
+class OrganizationRegistered(OrganizationEvent):
+    name: str
+    kind: OrganizationKind
+    establishment_type: str | None = None
+    siret: str | None = None
+    rna: str | None = None
+    postal_code: PostalCode
+    department: Department
+    commune: str | None = None
+    description: str | None = None
+    manager_ids: list[str]
+
+
+class MissionEvent(Event):
+    topic = "missions.mission"
+    mission_id: str
+
+    def stream_id(self) -> str:
+        return self.mission_id
+
+
+@catalog.register
+class MissionDrafted(MissionEvent):
+    organization_id: str
+    content: MissionContent
+
+
+@catalog.register
+class MissionEdited(MissionEvent):
+    organization_id: str
+    content: MissionContent
+
+
+@catalog.register
+class MissionSubmitted(MissionEvent):
+    organization_id: str
+    content: MissionContent
+
+
+@catalog.register
+class MissionPublished(MissionEvent):
+    organization_id: str
+    content: MissionContent
+    free_places: int
+
+
+@catalog.register
+class MissionUnpublished(MissionEvent):
+    organization_id: str
+    department: Department
+    reason: str
+
+
+@catalog.register
+class MissionFilled(MissionEvent):
+    organization_id: str
+
+
+@catalog.register
+class MissionReopened(MissionEvent):
+    organization_id: str
+    free_places: int
+
+
+@catalog.register
+class MissionClosed(MissionEvent):
+    organization_id: str
+    reason: Literal["ended", "closed_by_organization"]
+
+
+@catalog.register
+class MissionCancelled(MissionEvent):
+    organization_id: str
+    reason: str
