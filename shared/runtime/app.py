@@ -1,0 +1,203 @@
+"""The service app factory: HTTP (FastAPI) plus the service's relay and consumers, on either backend.
+
+One process can host one service (`python -m services.missions`) or all of them
+(`python -m services`, embedded): each service keeps its own storage, all share one bus.
+"""
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import structlog
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from shared.events import catalog, new_id
+from shared.events.schemas import asyncapi
+from shared.runtime.backend import Storage, open_bus, open_storage
+from shared.runtime.consumers import ConsumerRunner, Subscriber
+from shared.runtime.errors import install_error_handlers
+from shared.runtime.logging import configure_logging
+from shared.runtime.metrics import HTTP_SECONDS, OUTBOX_BACKLOG
+from shared.runtime.ports import EventBus
+from shared.runtime.relay import Relay
+from shared.runtime.settings import Settings
+
+log = structlog.get_logger("civique.app")
+
+
+@dataclass
+class ServiceContext:
+    """What a running service's handlers, projections and routes work with."""
+
+    name: str
+    settings: Settings
+    storage: Storage
+    bus: EventBus
+
+    @property
+    def store(self):  # noqa: ANN201
+        return self.storage.store
+
+    @property
+    def documents(self):  # noqa: ANN201
+        return self.storage.documents
+
+
+@dataclass(frozen=True)
+class Service:
+    """How a service plugs into the factory: its routes, its consumer groups, its start-up work."""
+
+    name: str
+    routers: Sequence[APIRouter] = ()
+    subscribers: Callable[[ServiceContext], Sequence[Subscriber]] = lambda ctx: ()
+    on_start: Callable[[ServiceContext], Awaitable[None]] | None = None
+
+
+@dataclass
+class RunningService:
+    context: ServiceContext
+    relay: Relay
+    runners: list[ConsumerRunner] = field(default_factory=list)
+
+
+class Runtime:
+    """Starts and stops the storage, relay and consumers of the services of one process."""
+
+    def __init__(self, settings: Settings, services: Sequence[Service]) -> None:
+        self.settings = settings
+        self.services = services
+        self.bus = open_bus(settings)
+        self.running: dict[str, RunningService] = {}
+        self._housekeeping: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        for service in self.services:
+            context = ServiceContext(service.name, self.settings, open_storage(self.settings, service.name), self.bus)
+            if service.on_start:
+                await service.on_start(context)
+            relay = Relay(service.name, context.store, self.bus, interval=self.settings.relay_interval_s)
+            runners = [
+                ConsumerRunner(
+                    subscriber,
+                    self.bus,
+                    context.documents,
+                    max_attempts=self.settings.consumer_max_attempts,
+                    backoff=self.settings.consumer_retry_backoff_s,
+                )
+                for subscriber in service.subscribers(context)
+            ]
+            self.running[service.name] = RunningService(context, relay, runners)
+            relay.start()
+            for runner in runners:
+                await runner.start()
+        self._housekeeping = asyncio.create_task(self._report_gauges(), name="runtime:gauges")
+        log.info("started", services=[s.name for s in self.services], backend=self.settings.backend)
+
+    async def stop(self) -> None:
+        if self._housekeeping:
+            self._housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._housekeeping
+        for running in self.running.values():
+            for runner in running.runners:
+                await runner.stop()
+            await running.relay.stop()
+            await running.context.storage.close()
+        await self.bus.close()
+        self.running.clear()
+
+    def context(self, service: str) -> ServiceContext:
+        return self.running[service].context
+
+    async def check_ready(self) -> dict[str, str]:
+        """Ping every store and the bus; the answer names what failed."""
+        checks: dict[str, Awaitable[None]] = {"bus": self.bus.ping()}
+        for name, running in self.running.items():
+            checks[f"{name}.store"] = running.context.store.ping()
+            checks[f"{name}.documents"] = running.context.documents.ping()
+        results = await asyncio.gather(*(asyncio.wait_for(c, 5) for c in checks.values()), return_exceptions=True)
+        return {name: "ok" if r is None else f"failed: {type(r).__name__}" for name, r in zip(checks, results, strict=True)}
+
+    async def _report_gauges(self, every: float = 5.0) -> None:
+        while True:
+            for name, running in self.running.items():
+                with contextlib.suppress(Exception):
+                    OUTBOX_BACKLOG.labels(name).set(await running.context.store.backlog())
+                for runner in running.runners:
+                    with contextlib.suppress(Exception):
+                        await runner.report_lag()
+            await asyncio.sleep(every)
+
+
+def service_context(service: str) -> Callable[[Request], ServiceContext]:
+    """A FastAPI dependency giving a route the running context of its service."""
+
+    def dependency(request: Request) -> ServiceContext:
+        return request.app.state.runtime.context(service)
+
+    return dependency
+
+
+def create_app(settings: Settings, services: Sequence[Service], *, title: str = "Civique") -> FastAPI:
+    """A FastAPI app hosting `services`, with /healthz, /readyz, /metrics and the event catalog."""
+    configure_logging(settings.log_level, settings.log_json)
+    runtime = Runtime(settings, services)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title=title, lifespan=lifespan, docs_url="/docs")
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    for service in services:
+        for router in service.routers:
+            app.include_router(router)
+
+    @app.middleware("http")
+    async def correlate_and_time(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        correlation_id = request.headers.get("x-correlation-id") or new_id()
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(correlation_id=correlation_id)
+        request.state.correlation_id = correlation_id
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        HTTP_SECONDS.labels(request.method, getattr(route, "path", "unmatched"), str(response.status_code)).observe(
+            time.perf_counter() - started
+        )
+        response.headers["x-correlation-id"] = correlation_id
+        return response
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"])
+    async def readyz() -> JSONResponse:
+        checks = await runtime.check_ready()
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse({"status": "ok" if ready else "unavailable", "checks": checks}, 200 if ready else 503)
+
+    @app.get("/metrics", tags=["ops"])
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/api/v1/events", tags=["events"])
+    async def event_catalog() -> list[dict[str, object]]:
+        """The published events: type, topic and schema version."""
+        return [{"type": c.event_type(), "topic": c.topic, "schema_version": c.schema_version} for c in catalog]
+
+    @app.get("/api/v1/events/asyncapi.json", tags=["events"])
+    async def event_asyncapi() -> dict[str, object]:
+        return asyncapi(catalog)
+
+    return app

@@ -1,0 +1,53 @@
+"""Choosing the adapters: embedded SQLite files, or Kafka + a MongoDB-protocol server."""
+
+from dataclasses import dataclass, field
+
+from pymongo import AsyncMongoClient
+
+from shared.runtime.embedded import SqliteDatabase, SqliteDocumentStore, SqliteEventBus, SqliteEventStore
+from shared.runtime.kafka import KafkaEventBus
+from shared.runtime.mongo import MongoDocumentStore, MongoEventStore
+from shared.runtime.ports import DocumentStore, EventBus, EventStore
+from shared.runtime.settings import Settings
+
+
+@dataclass
+class Storage:
+    """One service's own data: its event store and its read models."""
+
+    store: EventStore
+    documents: DocumentStore
+    _client: AsyncMongoClient | None = field(default=None, repr=False)
+
+    async def close(self) -> None:
+        await self.store.close()
+        await self.documents.close()
+        if self._client is not None:
+            await self._client.close()
+
+
+def open_bus(settings: Settings) -> EventBus:
+    """The bus every service of a process shares."""
+    if settings.backend == "embedded":
+        return SqliteEventBus(SqliteDatabase(settings.data_dir / "bus.sqlite3"), partitions=settings.partitions)
+    return KafkaEventBus(
+        settings.kafka_bootstrap_servers,
+        namespace=settings.namespace,
+        partitions=settings.partitions,
+        session_timeout_ms=settings.consumer_session_timeout_ms,
+    )
+
+
+def database_name(settings: Settings, service: str) -> str:
+    """Each service owns one database; FerretDB takes letters, digits and underscores."""
+    return f"civique_{settings.namespace}{service}"
+
+
+def open_storage(settings: Settings, service: str) -> Storage:
+    """The event store and document store of one service (its own file, or its own database)."""
+    if settings.backend == "embedded":
+        db = SqliteDatabase(settings.data_dir / f"{settings.namespace}{service}.sqlite3")
+        return Storage(SqliteEventStore(db, service), SqliteDocumentStore(db))
+    client: AsyncMongoClient = AsyncMongoClient(settings.mongodb_url, serverSelectionTimeoutMS=5000, tz_aware=True)
+    db = client[database_name(settings, service)]
+    return Storage(MongoEventStore(db, service), MongoDocumentStore(db), client)

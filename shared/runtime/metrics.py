@@ -1,0 +1,29 @@
+"""Prometheus metrics of the runtime, shared by every service of a process."""
+
+from collections.abc import Sequence
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from shared.events import Envelope
+
+EVENTS_APPENDED = Counter("civique_events_appended", "Events appended to an event store", ["service", "type"])
+EVENTS_PUBLISHED = Counter("civique_events_published", "Events published by a relay", ["service", "topic"])
+EVENTS_CONSUMED = Counter(
+    "civique_events_consumed",
+    "Events delivered to a consumer group, by outcome",
+    ["group", "topic", "outcome"],  # handled | duplicate | ignored | retried | dead_lettered
+)
+DEAD_LETTERS = Counter("civique_dead_letters", "Events sent to a dead-letter topic", ["group", "topic"])
+HANDLER_SECONDS = Histogram("civique_handler_seconds", "Time spent handling one event", ["group", "topic"])
+CONSUMER_LAG = Gauge("civique_consumer_lag", "Messages not yet committed by a consumer group member", ["group"])
+OUTBOX_BACKLOG = Gauge("civique_outbox_backlog", "Appended events not yet published", ["service"])
+HTTP_SECONDS = Histogram(
+    "civique_http_request_seconds", "HTTP request latency", ["method", "route", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+
+
+def count_appended(service: str, events: Sequence[Envelope]) -> None:
+    """Count events an event store has just appended."""
+    for event in events:
+        EVENTS_APPENDED.labels(service, event.type).inc()

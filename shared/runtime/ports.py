@@ -1,0 +1,215 @@
+"""The three ports every service runs on; each has an embedded (SQLite) and a production adapter.
+
+- EventStore: the source of truth, per stream, with optimistic concurrency; it is also the outbox.
+- EventBus: topics with per-key order, consumer groups, at-least-once delivery.
+- DocumentStore: read models, queried with a small MongoDB-compatible filter subset.
+"""
+
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from shared.events import Envelope
+
+
+class ConcurrencyError(Exception):
+    """The stream moved since the caller read it: reload and decide again."""
+
+    def __init__(self, stream_id: str, expected: int, actual: int | None = None) -> None:
+        self.stream_id, self.expected, self.actual = stream_id, expected, actual
+        found = "" if actual is None else f", found {actual}"
+        super().__init__(f"stream {stream_id}: expected version {expected}{found}")
+
+
+class DuplicateKeyError(Exception):
+    """A document with this id, or with these values of a unique index, exists already."""
+
+
+class UnsupportedFilter(ValueError):
+    """A filter outside the subset both document stores answer identically."""
+
+
+@dataclass(frozen=True)
+class Unpublished:
+    """Events appended together and not yet published, with the store's token to mark them."""
+
+    token: Any
+    events: tuple[Envelope, ...]
+
+
+class EventStore(Protocol):
+    async def append(self, stream_id: str, expected_version: int, events: Sequence[Envelope]) -> None:
+        """Append events at `expected_version + 1...`, all or none; ConcurrencyError if the stream moved."""
+        ...
+
+    async def read(self, stream_id: str, after_version: int = 0) -> list[Envelope]:
+        """The stream's events after a version, in order."""
+        ...
+
+    async def unpublished(self, limit: int = 500) -> list[Unpublished]:
+        """Appends not yet published, in order within each stream."""
+        ...
+
+    async def mark_published(self, batches: Sequence[Unpublished]) -> None: ...
+
+    async def backlog(self) -> int:
+        """How many events wait for the relay."""
+        ...
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    topic: str
+    key: str
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(frozen=True)
+class Message:
+    """A record as delivered to a consumer group."""
+
+    topic: str
+    key: str
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]
+    partition: int
+    offset: int
+
+
+MessageHandler = Callable[[Message], Awaitable[None]]
+
+
+class Subscription(Protocol):
+    group: str
+
+    async def start(self) -> None:
+        """Join the group and deliver messages in the background until `stop`."""
+        ...
+
+    async def stop(self) -> None: ...
+
+    async def lag(self) -> int:
+        """Messages of the member's partitions not yet committed."""
+        ...
+
+    def assignment(self) -> set[tuple[str, int]]:
+        """The (topic, partition) pairs this member currently owns."""
+        ...
+
+
+class EventBus(Protocol):
+    async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        """Return once every message is durably stored by the bus; same key → same partition, in order."""
+        ...
+
+    def subscribe(self, group: str, topics: Sequence[str], handler: MessageHandler) -> Subscription:
+        """A member of `group`; the handler is awaited message by message within a partition and
+        offsets are committed after it returns (a raising handler stops the member uncommitted)."""
+        ...
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+Filter = Mapping[str, Any]
+Sort = Sequence[tuple[str, int]]
+
+
+class DocumentStore(Protocol):
+    async def get(self, collection: str, doc_id: str) -> dict[str, Any] | None: ...
+
+    async def put(self, collection: str, doc_id: str, doc: Mapping[str, Any]) -> None:
+        """Insert or replace; DuplicateKeyError when a unique index refuses it."""
+        ...
+
+    async def insert(self, collection: str, doc_id: str, doc: Mapping[str, Any]) -> None:
+        """Insert only; DuplicateKeyError when the id (or a unique index value) exists."""
+        ...
+
+    async def delete(self, collection: str, doc_id: str) -> bool: ...
+
+    async def find(
+        self, collection: str, where: Filter | None = None, *, sort: Sort = (), limit: int = 0, skip: int = 0
+    ) -> list[dict[str, Any]]: ...
+
+    async def count(self, collection: str, where: Filter | None = None) -> int: ...
+
+    async def ensure_index(self, collection: str, fields: Sequence[str], *, unique: bool = False) -> None: ...
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def check_batch(stream_id: str, expected_version: int, events: Sequence[Envelope]) -> None:
+    """An append must be non-empty, of one stream, numbered on from the expected version."""
+    if not events:
+        raise ValueError("nothing to append")
+    for offset, event in enumerate(events, start=1):
+        if event.stream_id != stream_id or event.stream_version != expected_version + offset:
+            raise ValueError(
+                f"event {event.type} is {event.stream_id}@{event.stream_version}, "
+                f"expected {stream_id}@{expected_version + offset}"
+            )
+
+
+# ---- the filter subset, checked the same way for both document stores ----
+
+FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+SCALARS = (str, int, float, bool, type(None))
+OPERATORS = ("$eq", "$ne", "$in", "$nin", "$gt", "$gte", "$lt", "$lte", "$exists")
+
+
+@dataclass(frozen=True)
+class Condition:
+    field: str
+    operator: str
+    value: Any = field(default=None)
+
+
+def parse_filter(where: Filter | None) -> list[Condition]:
+    """Check a filter against the supported subset and flatten it into conditions (all must hold).
+
+    Supported: `{"a": v}`, `{"a.b": {"$ne": v}}`, `$in`/`$nin` lists, `$gt $gte $lt $lte`,
+    `$exists: bool`, on scalar values (str, int, float, bool, None).
+    """
+    conditions = []
+    for name, spec in (where or {}).items():
+        if not isinstance(name, str) or not FIELD.match(name):
+            raise UnsupportedFilter(f"field name {name!r}")
+        operators = spec if isinstance(spec, Mapping) and any(str(k).startswith("$") for k in spec) else {"$eq": spec}
+        for op, value in operators.items():
+            if op not in OPERATORS:
+                raise UnsupportedFilter(f"operator {op}")
+            if op in ("$in", "$nin"):
+                if not isinstance(value, list | tuple) or not all(isinstance(v, SCALARS) for v in value):
+                    raise UnsupportedFilter(f"{op} takes a list of scalars")
+                value = list(value)
+            elif op == "$exists":
+                if not isinstance(value, bool):
+                    raise UnsupportedFilter("$exists takes true or false")
+            elif not isinstance(value, SCALARS):
+                raise UnsupportedFilter(f"{name}: only scalar values can be compared")
+            conditions.append(Condition(name, op, value))
+    return conditions
+
+
+def check_sort(sort: Sort) -> None:
+    """Reject sort keys outside the subset: dotted field names, direction 1 or -1."""
+    for name, direction in sort:
+        if not FIELD.match(name) or direction not in (1, -1):
+            raise UnsupportedFilter(f"sort by {name!r} {direction!r}")
+
+
+def check_collection(name: str) -> str:
+    """Collection names become SQL table and MongoDB collection names: keep them plain."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,62}", name):
+        raise ValueError(f"collection name {name!r}: lower-case letters, digits and _ only")
+    return name

@@ -1,0 +1,63 @@
+"""The relay: publishes what services appended to their event store, in stream order, then marks it.
+
+A crash between publishing and marking republishes on restart (at-least-once); consumers dedupe.
+One relay per event store: two would race and interleave a stream's order on the bus.
+"""
+
+import asyncio
+from collections import Counter
+
+import structlog
+
+from shared.runtime.metrics import EVENTS_PUBLISHED
+from shared.runtime.ports import EventBus, EventStore, OutgoingMessage
+
+log = structlog.get_logger("civique.relay")
+
+
+class Relay:
+    def __init__(self, service: str, store: EventStore, bus: EventBus, *, interval: float = 0.05, batch: int = 500):
+        self.service, self.store, self.bus = service, store, bus
+        self.interval, self.batch = interval, batch
+        self._task: asyncio.Task[None] | None = None
+
+    async def publish_pending(self) -> int:
+        """Publish one batch of unpublished events; returns how many were published."""
+        pending = await self.store.unpublished(self.batch)
+        if not pending:
+            return 0
+        events = [e for batch in pending for e in batch.events]
+        await self.bus.publish(
+            [OutgoingMessage(e.topic, e.stream_id, e.to_json(), tuple(e.headers())) for e in events]
+        )
+        await self.store.mark_published(pending)
+        for topic, n in Counter(e.topic for e in events).items():
+            EVENTS_PUBLISHED.labels(self.service, topic).inc(n)
+        return len(events)
+
+    async def run(self) -> None:
+        """Publish forever: at once while there is a backlog, every `interval` when idle."""
+        failures = 0
+        while True:
+            try:
+                published = await self.publish_pending()
+                failures = 0
+            except Exception:
+                failures += 1
+                log.exception("relay_failed", service=self.service, attempt=failures)
+                await asyncio.sleep(min(5.0, self.interval * 2**failures))
+                continue
+            if not published:
+                await asyncio.sleep(self.interval)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.run(), name=f"relay:{self.service}")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None

@@ -1,0 +1,108 @@
+"""Fixtures: the two backends, and the real servers behind the production one.
+
+Servers come from KAFKA_BOOTSTRAP_SERVERS / MONGODB_URL when set; otherwise from testcontainers
+when a Docker engine answers; otherwise `scripts/infra up` starts them as local processes (and
+the session stops what it started). With CI=true a server that cannot be had fails the run.
+"""
+
+import asyncio
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.runtime.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+BACKENDS = ["embedded", "kafka+mongo"]
+POLL_INTERVAL = 0.02
+
+
+@dataclass(frozen=True)
+class Servers:
+    kafka_bootstrap_servers: str
+    mongodb_url: str
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+        return True
+    except Exception:
+        return False
+
+
+def _from_containers(stack: ExitStack) -> Servers:
+    from testcontainers.kafka import KafkaContainer
+    from testcontainers.mongodb import MongoDbContainer
+
+    kafka = stack.enter_context(KafkaContainer("confluentinc/cp-kafka:7.6.0").with_kraft())
+    mongo = stack.enter_context(MongoDbContainer("mongo:7.0"))
+    return Servers(kafka.get_bootstrap_server(), mongo.get_connection_url())
+
+
+def _from_script(stack: ExitStack) -> Servers:
+    status = subprocess.run([ROOT / "scripts/infra", "status"], capture_output=True, text=True, check=True).stdout
+    already_running = status.count("running") == 2
+    up = subprocess.run([ROOT / "scripts/infra", "up"], capture_output=True, text=True)
+    if up.returncode != 0:
+        raise RuntimeError(f"scripts/infra up failed:\n{up.stderr[-3000:]}")
+    if not already_running and not os.environ.get("CIVIQUE_KEEP_INFRA"):
+        stack.callback(subprocess.run, [ROOT / "scripts/infra", "down"], check=False)
+    values = dict(line.split("=", 1) for line in up.stdout.split())
+    return Servers(values["KAFKA_BOOTSTRAP_SERVERS"], values["MONGODB_URL"])
+
+
+@pytest.fixture(scope="session")
+def servers() -> Iterator[Servers]:
+    kafka, mongo = os.environ.get("KAFKA_BOOTSTRAP_SERVERS"), os.environ.get("MONGODB_URL")
+    if kafka and mongo:
+        yield Servers(kafka, mongo)
+        return
+    with ExitStack() as stack:
+        try:
+            found = _from_containers(stack) if _docker_answers() else _from_script(stack)
+        except Exception as exc:  # never a skip: the production backend is half of every contract
+            pytest.fail(f"no Kafka/MongoDB-protocol server for the tests: {exc}", pytrace=False)
+        yield found
+
+
+def make_settings(backend: str, tmp_path: Path, servers: Servers | None, **overrides: Any) -> Settings:
+    """Settings isolated for one test: own data directory, own topics, groups and databases."""
+    fields: dict[str, Any] = {
+        "backend": backend,
+        "data_dir": tmp_path / "data",
+        "namespace": f"t{uuid.uuid4().hex[:10]}_",
+        "consumer_session_timeout_ms": 3000,
+        "consumer_retry_backoff_s": 0.01,
+        "relay_interval_s": 0.02,
+        "log_json": True,
+    }
+    if servers is not None:
+        fields |= {"kafka_bootstrap_servers": servers.kafka_bootstrap_servers, "mongodb_url": servers.mongodb_url}
+    return Settings(**(fields | overrides))
+
+
+@pytest.fixture(params=BACKENDS)
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """Run the test once per backend."""
+    servers = request.getfixturevalue("servers") if request.param == "kafka+mongo" else None
+    return make_settings(request.param, tmp_path, servers)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], *, timeout: float = 30.0, what: str = "condition") -> None:
+    """Poll `check` until it holds; fail with `what` after `timeout` seconds (never a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(POLL_INTERVAL)
