@@ -99,10 +99,10 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     return make_settings(request.param, tmp_path, servers)
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], *, timeout: float = 30.0, what: str = "condition") -> None:
-    """Poll `check` until it holds; fail with `what` after `timeout` seconds (never a fixed sleep)."""
-    deadline = time.monotonic() + timeout
+async def eventually(check: Callable[[], Awaitable[bool]], *, within: float = 30.0, what: str = "condition") -> None:
+    """Poll `check` until it holds; fail with `what` after `within` seconds (never a fixed sleep)."""
+    deadline = time.monotonic() + within
     while not await check():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            raise AssertionError(f"timed out after {within}s waiting for {what}")
         await asyncio.sleep(POLL_INTERVAL)

@@ -39,11 +39,11 @@ class ServiceContext:
     bus: EventBus
 
     @property
-    def store(self):  # noqa: ANN201
+    def store(self):
         return self.storage.store
 
     @property
-    def documents(self):  # noqa: ANN201
+    def documents(self):
         return self.storage.documents
 
 
@@ -120,7 +120,9 @@ class Runtime:
             checks[f"{name}.store"] = running.context.store.ping()
             checks[f"{name}.documents"] = running.context.documents.ping()
         results = await asyncio.gather(*(asyncio.wait_for(c, 5) for c in checks.values()), return_exceptions=True)
-        return {name: "ok" if r is None else f"failed: {type(r).__name__}" for name, r in zip(checks, results, strict=True)}
+        return {
+            name: "ok" if r is None else f"failed: {type(r).__name__}" for name, r in zip(checks, results, strict=True)
+        }
 
     async def _report_gauges(self, every: float = 5.0) -> None:
         while True:

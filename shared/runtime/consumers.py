@@ -9,6 +9,7 @@ the event once more (no multi-document transactions on FerretDB to make both one
 """
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -107,12 +108,10 @@ class ConsumerRunner:
             EVENTS_CONSUMED.labels(self.group, message.topic, "duplicate").inc()
             return
         outcome = await self._handle(message, envelope, *route)
-        try:
+        with contextlib.suppress(DuplicateKeyError):  # another member handled it during a rebalance
             await self.inbox.insert(
                 INBOX, inbox_id, {"group": self.group, "event_id": str(envelope.event_id), "at": _now()}
             )
-        except DuplicateKeyError:
-            pass  # another member handled it during a rebalance
         EVENTS_CONSUMED.labels(self.group, message.topic, outcome).inc()
 
     async def _handle(self, message: Message, envelope: Envelope, cls: type[Event], handler: EventHandler) -> str:

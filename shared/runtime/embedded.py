@@ -6,6 +6,7 @@ Several processes may share a file (WAL + busy timeout); the bus then polls for 
 """
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import time
@@ -282,7 +283,9 @@ class SqliteDocumentStore:
         name = f"ix_{table}_{'_'.join(f.replace('.', '_') for f in fields)}"
         columns = ", ".join(_path(f) for f in fields)
         await self._db.run(
-            lambda c: c.execute(f"CREATE {'UNIQUE ' if unique else ''}INDEX IF NOT EXISTS {name} ON {table} ({columns})")
+            lambda c: c.execute(
+                f"CREATE {'UNIQUE ' if unique else ''}INDEX IF NOT EXISTS {name} ON {table} ({columns})"
+            )
         )
 
     async def ping(self) -> None:
@@ -345,7 +348,13 @@ class SqliteEventBus:
     async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
         await self._setup()
         rows = [
-            (m.topic, partition_of(m.key, self.partitions), m.key, m.value, json.dumps([(k, v.hex()) for k, v in m.headers]))
+            (
+                m.topic,
+                partition_of(m.key, self.partitions),
+                m.key,
+                m.value,
+                json.dumps([(k, v.hex()) for k, v in m.headers]),
+            )
             for m in messages
         ]
         await self._db.run(
@@ -363,10 +372,8 @@ class SqliteEventBus:
 
     async def wait_for_messages(self) -> None:
         self._appended.clear()
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._appended.wait(), self.poll_interval)
-        except TimeoutError:
-            pass
 
     async def ping(self) -> None:
         await self._db.run(lambda c: c.execute("SELECT 1").fetchone())
@@ -388,15 +395,13 @@ class SqliteSubscription:
 
     async def start(self) -> None:
         await self._heartbeat()
-        self._task = asyncio.create_task(self._loop(), name=f"bus:{self.group}")
+        self._task = asyncio.create_task(self._run(), name=f"bus:{self.group}")
 
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
         # leave the group at once so the other members take over without waiting for the timeout
         await self.bus.run(
@@ -415,11 +420,22 @@ class SqliteSubscription:
                 "INSERT OR REPLACE INTO members (grp, member, heartbeat) VALUES (?,?,?)", (self.group, self.member, now)
             )
             conn.execute("DELETE FROM members WHERE grp = ? AND heartbeat < ?", (self.group, now - timeout))
-            return [r[0] for r in conn.execute("SELECT member FROM members WHERE grp = ? ORDER BY member", (self.group,))]
+            return [
+                r[0] for r in conn.execute("SELECT member FROM members WHERE grp = ? ORDER BY member", (self.group,))
+            ]
 
         members = await self.bus.run(lambda c: transaction(c, beat))
         index, size = members.index(self.member), len(members)
         self._owned = {(t, p) for t in self.topics for p in range(partitions) if p % size == index}
+
+    async def _run(self) -> None:
+        try:
+            await self._loop()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # uncommitted messages stay on the bus: the next member of the group gets them again
+            log.exception("member_stopped", group=self.group)
 
     async def _loop(self) -> None:
         last_beat = 0.0

@@ -121,7 +121,7 @@ class KafkaSubscription:
             heartbeat_interval_ms=max(100, session // 4),
         )
         await self._consumer.start()
-        self._task = asyncio.create_task(self._loop(), name=f"kafka:{self.group}")
+        self._task = asyncio.create_task(self._run(), name=f"kafka:{self.group}")
 
     async def stop(self) -> None:
         if self._task:
@@ -149,6 +149,15 @@ class KafkaSubscription:
             if highwater is not None:
                 total += max(0, highwater - await consumer.position(tp))
         return total
+
+    async def _run(self) -> None:
+        try:
+            await self._loop()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # uncommitted messages stay on the bus: the next member of the group gets them again
+            log.exception("member_stopped", group=self.group)
 
     async def _loop(self) -> None:
         assert self._consumer is not None

@@ -18,7 +18,9 @@ HANDLER_SECONDS = Histogram("civique_handler_seconds", "Time spent handling one 
 CONSUMER_LAG = Gauge("civique_consumer_lag", "Messages not yet committed by a consumer group member", ["group"])
 OUTBOX_BACKLOG = Gauge("civique_outbox_backlog", "Appended events not yet published", ["service"])
 HTTP_SECONDS = Histogram(
-    "civique_http_request_seconds", "HTTP request latency", ["method", "route", "status"],
+    "civique_http_request_seconds",
+    "HTTP request latency",
+    ["method", "route", "status"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 

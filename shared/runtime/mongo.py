@@ -77,8 +77,9 @@ class MongoEventStore:
     async def read(self, stream_id: str, after_version: int = 0) -> list[Envelope]:
         await self._setup()
         cursor = self._commits.find({"stream_id": stream_id, "last": {"$gt": after_version}}, {"events": 1})
-        envelopes = [Envelope.model_validate_json(raw) async for doc in cursor.sort("first", ASCENDING)
-                     for raw in doc["events"]]
+        envelopes = [
+            Envelope.model_validate_json(raw) async for doc in cursor.sort("first", ASCENDING) for raw in doc["events"]
+        ]
         return [e for e in envelopes if e.stream_version > after_version]
 
     async def unpublished(self, limit: int = 500) -> list[Unpublished]:

@@ -5,6 +5,7 @@ One relay per event store: two would race and interleave a stream's order on the
 """
 
 import asyncio
+import contextlib
 from collections import Counter
 
 import structlog
@@ -27,9 +28,7 @@ class Relay:
         if not pending:
             return 0
         events = [e for batch in pending for e in batch.events]
-        await self.bus.publish(
-            [OutgoingMessage(e.topic, e.stream_id, e.to_json(), tuple(e.headers())) for e in events]
-        )
+        await self.bus.publish([OutgoingMessage(e.topic, e.stream_id, e.to_json(), tuple(e.headers())) for e in events])
         await self.store.mark_published(pending)
         for topic, n in Counter(e.topic for e in events).items():
             EVENTS_PUBLISHED.labels(self.service, topic).inc(n)
@@ -56,8 +55,6 @@ class Relay:
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None

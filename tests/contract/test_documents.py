@@ -98,8 +98,14 @@ async def test_a_compound_index_is_accepted_and_queries_still_answer(docs):
 
 @pytest.mark.parametrize(
     "where",
-    [{"name": {"$regex": "A"}}, {"$or": [{"a": 1}]}, {"age": {"$in": "56"}}, {"geo": {"dept": "56"}},
-     {"bad field": 1}, {"tag": {"$exists": 1}}],
+    [
+        {"name": {"$regex": "A"}},
+        {"$or": [{"a": 1}]},
+        {"age": {"$in": "56"}},
+        {"geo": {"dept": "56"}},
+        {"bad field": 1},
+        {"tag": {"$exists": 1}},
+    ],
 )
 async def test_filters_outside_the_subset_are_refused_alike(docs, where):
     with pytest.raises(UnsupportedFilter):

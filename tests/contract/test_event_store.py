@@ -18,7 +18,9 @@ async def store(settings):
 
 def reopened(stream: str, first_version: int, count: int = 1):
     return [
-        MissionReopened(mission_id=stream, organization_id="o", free_places=first_version + i).envelope(first_version + i)
+        MissionReopened(mission_id=stream, organization_id="o", free_places=first_version + i).envelope(
+            first_version + i
+        )
         for i in range(count)
     ]
 

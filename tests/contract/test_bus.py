@@ -1,0 +1,157 @@
+"""EventBus contract, on the SQLite log and on Kafka."""
+
+import asyncio
+from collections import defaultdict
+
+import pytest
+
+from shared.runtime.backend import open_bus
+from shared.runtime.ports import Message, OutgoingMessage
+from tests.conftest import eventually
+
+
+@pytest.fixture
+async def bus(settings):
+    bus = open_bus(settings)
+    yield bus
+    await bus.close()
+
+
+class Inbox:
+    """What one member received, in order."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    async def __call__(self, message: Message) -> None:
+        self.messages.append(message)
+
+    def values(self) -> list[str]:
+        return [m.value.decode() for m in self.messages]
+
+
+def messages(keys: int, per_key: int, start: int = 0) -> list[OutgoingMessage]:
+    return [
+        OutgoingMessage("test.things", f"k{k}", f"k{k}:{i}".encode(), (("h", b"v"),))
+        for i in range(start, start + per_key)
+        for k in range(keys)
+    ]
+
+
+async def test_each_key_is_delivered_in_order_with_its_headers(bus):
+    inbox = Inbox()
+    member = bus.subscribe("g1", ["test.things"], inbox)
+    await member.start()
+    try:
+        sent = messages(keys=8, per_key=25)
+        for chunk in range(0, len(sent), 40):
+            await bus.publish(sent[chunk : chunk + 40])
+        await eventually(lambda: _at_least(inbox, len(sent)), what="all messages")
+    finally:
+        await member.stop()
+    per_key: dict[str, list[int]] = defaultdict(list)
+    for message in inbox.messages:
+        key, index = message.value.decode().split(":")
+        assert message.key == key
+        assert ("h", b"v") in message.headers
+        per_key[key].append(int(index))
+    assert all(indexes == sorted(indexes) for indexes in per_key.values())
+    assert {m.value for m in inbox.messages} == {m.value for m in sent}
+
+
+async def test_two_groups_each_get_every_message(bus):
+    first, second = Inbox(), Inbox()
+    members = [bus.subscribe("g-a", ["test.things"], first), bus.subscribe("g-b", ["test.things"], second)]
+    for member in members:
+        await member.start()
+    try:
+        sent = messages(keys=5, per_key=10)
+        await bus.publish(sent)
+        await eventually(lambda: _at_least(first, 50), what="group a")
+        await eventually(lambda: _at_least(second, 50), what="group b")
+    finally:
+        for member in members:
+            await member.stop()
+    assert set(first.values()) == set(second.values()) == {m.value.decode() for m in sent}
+
+
+async def test_two_members_of_a_group_share_the_partitions(bus, settings):
+    await bus.publish(messages(keys=1, per_key=1))  # the topic exists before members join
+    first, second = Inbox(), Inbox()
+    a = bus.subscribe("g-share", ["test.things"], first)
+    b = bus.subscribe("g-share", ["test.things"], second)
+    await a.start()
+    await b.start()
+    try:
+
+        async def split() -> bool:
+            return bool(a.assignment()) and bool(b.assignment()) and not (a.assignment() & b.assignment())
+
+        await eventually(split, what="both members assigned")
+        assert len(a.assignment() | b.assignment()) == settings.partitions
+        already_a, already_b = len(first.messages), len(second.messages)
+        sent = messages(keys=40, per_key=3)
+        await bus.publish(sent)
+        await eventually(lambda: _at_least_all(first, second, len(sent) + 1), what="everything delivered")
+    finally:
+        await a.stop()
+        await b.stop()
+    to_a, to_b = first.messages[already_a:], second.messages[already_b:]
+    assert to_a and to_b
+    assert {m.partition for m in to_a}.isdisjoint({m.partition for m in to_b})
+    assert {m.value.decode() for m in to_a + to_b} == {m.value.decode() for m in sent}
+
+
+async def test_a_restarted_member_resumes_after_its_last_committed_offset(bus):
+    before = Inbox()
+    member = bus.subscribe("g-resume", ["test.things"], before)
+    await member.start()
+    await bus.publish(messages(keys=4, per_key=5))
+    await eventually(lambda: _at_least(before, 20), what="first half")
+    await member.stop()
+
+    await bus.publish(messages(keys=4, per_key=5, start=5))
+    after = Inbox()
+    member = bus.subscribe("g-resume", ["test.things"], after)
+    await member.start()
+    try:
+        await eventually(lambda: _at_least(after, 20), what="second half")
+    finally:
+        await member.stop()
+    assert sorted(after.values()) == sorted(m.value.decode() for m in messages(keys=4, per_key=5, start=5))
+
+
+async def test_a_failing_handler_stops_the_member_without_committing(bus):
+    calls: list[str] = []
+
+    async def broken(message: Message) -> None:
+        calls.append(message.value.decode())
+        raise RuntimeError("bug")
+
+    member = bus.subscribe("g-broken", ["test.things"], broken)
+    await member.start()
+    await bus.publish(messages(keys=1, per_key=3))
+    await eventually(lambda: _true(bool(calls)), what="first delivery")
+    await member.stop()
+
+    retry = Inbox()
+    member = bus.subscribe("g-broken", ["test.things"], retry)
+    await member.start()
+    try:
+        await eventually(lambda: _at_least(retry, 3), what="redelivery")
+    finally:
+        await member.stop()
+    assert retry.values()[0] == calls[0]
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def _at_least(inbox: Inbox, n: int) -> bool:
+    await asyncio.sleep(0)
+    return len(inbox.messages) >= n
+
+
+async def _at_least_all(a: Inbox, b: Inbox, n: int) -> bool:
+    return len(a.messages) + len(b.messages) >= n

@@ -1,0 +1,233 @@
+"""Relay and consumer runner contracts, on both backends."""
+
+from collections import defaultdict
+
+import pytest
+
+from shared.events import Envelope, MissionFilled, MissionReopened
+from shared.runtime.backend import open_bus, open_storage
+from shared.runtime.consumers import INBOX, ConsumerRunner, Subscriber, dead_letter_topic
+from shared.runtime.ports import Message, OutgoingMessage
+from shared.runtime.relay import Relay
+from tests.conftest import eventually
+
+
+@pytest.fixture
+async def platform(settings):
+    storage, bus = open_storage(settings, "contract"), open_bus(settings)
+    yield storage, bus
+    await storage.close()
+    await bus.close()
+
+
+def reopened(stream: str, version: int) -> Envelope:
+    return MissionReopened(mission_id=stream, organization_id="o", free_places=version).envelope(version)
+
+
+async def append_streams(store, streams: int, versions: int) -> None:
+    for v in range(1, versions + 1):
+        for s in range(streams):
+            await store.append(f"m{s}", v - 1, [reopened(f"m{s}", v)])
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.seen: list[Envelope] = []
+
+    async def __call__(self, message: Message) -> None:
+        self.seen.append(Envelope.from_json(message.value))
+
+    async def count_at_least(self, n: int) -> bool:
+        return len(self.seen) >= n
+
+
+class PublishesHalfThenDies:
+    """A bus that loses the connection half-way through a batch: what a killed relay leaves behind."""
+
+    def __init__(self, bus) -> None:
+        self.bus = bus
+
+    async def publish(self, messages: list[OutgoingMessage]) -> None:
+        await self.bus.publish(messages[: len(messages) // 2])
+        raise ConnectionError("relay killed mid-batch")
+
+
+async def test_the_relay_publishes_in_stream_order_and_marks(platform):
+    storage, bus = platform
+    await append_streams(storage.store, streams=5, versions=6)
+    recorder = Recorder()
+    member = bus.subscribe("relay-check", ["missions.mission"], recorder)
+    await member.start()
+    try:
+        assert await Relay("contract", storage.store, bus).publish_pending() == 30
+        await eventually(lambda: recorder.count_at_least(30), what="30 events")
+    finally:
+        await member.stop()
+    assert await storage.store.backlog() == 0
+    versions = defaultdict(list)
+    for event in recorder.seen:
+        versions[event.stream_id].append(event.stream_version)
+    assert dict(versions) == {f"m{s}": [1, 2, 3, 4, 5, 6] for s in range(5)}
+
+
+async def test_a_relay_killed_mid_way_loses_nothing_on_restart(platform):
+    storage, bus = platform
+    await append_streams(storage.store, streams=4, versions=5)
+    with pytest.raises(ConnectionError):
+        await Relay("contract", storage.store, PublishesHalfThenDies(bus)).publish_pending()
+    assert await storage.store.backlog() == 20  # nothing marked: all of it goes again
+
+    recorder = Recorder()
+    member = bus.subscribe("relay-restart", ["missions.mission"], recorder)
+    await member.start()
+    try:
+        assert await Relay("contract", storage.store, bus).publish_pending() == 20
+        await eventually(lambda: recorder.count_at_least(30), what="first half plus everything")
+    finally:
+        await member.stop()
+    assert {(e.stream_id, e.stream_version) for e in recorder.seen} == {
+        (f"m{s}", v) for s in range(4) for v in range(1, 6)
+    }
+    first_seen = defaultdict(list)
+    for event in recorder.seen:
+        if event.stream_version not in first_seen[event.stream_id]:
+            first_seen[event.stream_id].append(event.stream_version)
+    assert all(v == sorted(v) for v in first_seen.values())
+
+
+class Projection:
+    """A handler that fails on demand and counts what it handled."""
+
+    def __init__(self, fail_times: dict[int, int] | None = None) -> None:
+        self.handled: list[int] = []
+        self.attempts: dict[int, int] = defaultdict(int)
+        self.fail_times = fail_times or {}
+
+    async def __call__(self, event: MissionReopened, envelope: Envelope) -> None:
+        self.attempts[event.free_places] += 1
+        if self.attempts[event.free_places] <= self.fail_times.get(event.free_places, 0):
+            raise RuntimeError(f"failure {self.attempts[event.free_places]}")
+        self.handled.append(event.free_places)
+
+    async def handled_at_least(self, n: int) -> bool:
+        return len(self.handled) >= n
+
+
+def runner(platform, projection: Projection, *, group: str = "projection", max_attempts: int = 3) -> ConsumerRunner:
+    storage, bus = platform
+    subscriber = Subscriber(group, {MissionReopened: projection})
+    return ConsumerRunner(subscriber, bus, storage.documents, max_attempts=max_attempts, backoff=0.001)
+
+
+async def publish(bus, envelopes: list[Envelope]) -> None:
+    await bus.publish([OutgoingMessage(e.topic, e.stream_id, e.to_json(), tuple(e.headers())) for e in envelopes])
+
+
+async def test_redelivered_events_are_handled_once_even_across_restarts(platform):
+    storage, bus = platform
+    events = [reopened("m1", v) for v in range(1, 6)]
+    projection = Projection()
+    first = runner(platform, projection)
+    await first.start()
+    await publish(bus, events + events[:2])
+    await eventually(lambda: projection.handled_at_least(5), what="five events")
+    await first.stop()
+
+    second = runner(platform, projection)
+    await second.start()
+    try:
+        await publish(bus, [*events, reopened("m1", 6)])  # a relay restart republishing everything
+        await eventually(lambda: projection.handled_at_least(6), what="the sixth event")
+    finally:
+        await second.stop()
+    assert projection.handled == [1, 2, 3, 4, 5, 6]
+    assert await storage.documents.count(INBOX, {"group": "projection"}) == 6
+
+
+async def test_a_transient_failure_is_retried_then_handled(platform):
+    projection = Projection(fail_times={2: 2})
+    member = runner(platform, projection, max_attempts=3)
+    await member.start()
+    try:
+        await publish(platform[1], [reopened("m1", v) for v in (1, 2, 3)])
+        await eventually(lambda: projection.handled_at_least(3), what="three events")
+    finally:
+        await member.stop()
+    assert projection.handled == [1, 2, 3]
+    assert projection.attempts[2] == 3
+
+
+async def test_after_bounded_retries_the_event_goes_to_the_dlq_and_the_group_goes_on(platform):
+    _, bus = platform
+    dead = Recorder()
+    dead_messages: list[Message] = []
+
+    async def record_dead(message: Message) -> None:
+        dead_messages.append(message)
+        await dead(message)
+
+    watcher = bus.subscribe("dlq-watch", [dead_letter_topic("missions.mission")], record_dead)
+    await watcher.start()
+    projection = Projection(fail_times={2: 99})
+    member = runner(platform, projection, max_attempts=4)
+    await member.start()
+    try:
+        await publish(bus, [reopened("m1", v) for v in (1, 2, 3)])
+        await eventually(lambda: projection.handled_at_least(2), what="the events around the poison")
+        await eventually(lambda: dead.count_at_least(1), what="the dead letter")
+    finally:
+        await member.stop()
+        await watcher.stop()
+    assert projection.handled == [1, 3]
+    assert projection.attempts[2] == 4
+    headers = dict(dead_messages[0].headers)
+    assert dead.seen[0].data["free_places"] == 2
+    assert (headers["x-error-type"], headers["x-attempts"], headers["x-group"]) == (
+        b"RuntimeError",
+        b"4",
+        b"projection",
+    )
+    assert b"failure 4" in headers["x-error-message"]
+
+
+async def test_an_unreadable_message_is_dead_lettered_at_once(platform):
+    _, bus = platform
+    dead: list[Message] = []
+
+    async def record_dead(message: Message) -> None:
+        dead.append(message)
+
+    watcher = bus.subscribe("dlq-watch", [dead_letter_topic("missions.mission")], record_dead)
+    await watcher.start()
+    projection = Projection()
+    member = runner(platform, projection)
+    await member.start()
+    try:
+        await bus.publish([OutgoingMessage("missions.mission", "m1", b"not json")])
+        bad_payload = reopened("m1", 2).model_copy(update={"data": {"mission_id": "m1"}})
+        await publish(bus, [bad_payload, reopened("m1", 3)])
+        await eventually(lambda: projection.handled_at_least(1), what="the good event")
+
+        async def two_dead() -> bool:
+            return len(dead) >= 2
+
+        await eventually(two_dead, what="two dead letters")
+    finally:
+        await member.stop()
+        await watcher.stop()
+    assert projection.handled == [3]
+    assert projection.attempts[2] == 0  # never handed to the handler: invalid payloads are not retried
+    assert sorted(dict(m.headers)["x-error-type"] for m in dead) == [b"PermanentError", b"ValidationError"]
+    assert all(dict(m.headers)["x-attempts"] == b"1" for m in dead)
+
+
+async def test_events_a_group_does_not_handle_are_skipped(platform):
+    projection = Projection()
+    member = runner(platform, projection)
+    await member.start()
+    try:
+        await publish(platform[1], [MissionFilled(mission_id="m1", organization_id="o").envelope(1), reopened("m1", 2)])
+        await eventually(lambda: projection.handled_at_least(1), what="the handled event")
+    finally:
+        await member.stop()
+    assert projection.handled == [2]
