@@ -11,6 +11,7 @@ SERVICES: list = []  # each service issue plugs its `service` object in here
 def main() -> None:
     settings = Settings()
     app = create_app(settings, SERVICES, title="Civique")
+    print(f"Civique ({settings.backend}) on http://{settings.host}:{settings.port}", flush=True)
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
 
 
