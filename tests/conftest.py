@@ -58,7 +58,7 @@ def _from_script(stack: ExitStack) -> Servers:
         raise RuntimeError(f"scripts/infra up failed:\n{up.stderr[-3000:]}")
     if not already_running and not os.environ.get("CIVIQUE_KEEP_INFRA"):
         stack.callback(subprocess.run, [ROOT / "scripts/infra", "down"], check=False)
-    values = dict(line.split("=", 1) for line in up.stdout.split())
+    values = dict(line.split("=", 1) for line in up.stdout.splitlines() if "=" in line)
     return Servers(values["KAFKA_BOOTSTRAP_SERVERS"], values["MONGODB_URL"])
 
 
