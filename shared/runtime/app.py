@@ -25,6 +25,7 @@ from shared.runtime.metrics import HTTP_SECONDS, OUTBOX_BACKLOG
 from shared.runtime.ports import EventBus
 from shared.runtime.relay import Relay
 from shared.runtime.settings import Settings
+from shared.runtime.tasks import cancel, start_supervised
 
 log = structlog.get_logger("civique.app")
 
@@ -94,14 +95,11 @@ class Runtime:
             relay.start()
             for runner in runners:
                 await runner.start()
-        self._housekeeping = asyncio.create_task(self._report_gauges(), name="runtime:gauges")
+        self._housekeeping = start_supervised(self._report_gauges(), name="runtime:gauges")
         log.info("started", services=[s.name for s in self.services], backend=self.settings.backend)
 
     async def stop(self) -> None:
-        if self._housekeeping:
-            self._housekeeping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._housekeeping
+        await cancel(self._housekeeping)
         for running in self.running.values():
             for runner in running.runners:
                 await runner.stop()

@@ -34,6 +34,7 @@ from shared.runtime.ports import (
     check_sort,
     parse_filter,
 )
+from shared.runtime.tasks import cancel, start_supervised
 
 T = TypeVar("T")
 log = structlog.get_logger("civique.embedded")
@@ -395,14 +396,11 @@ class SqliteSubscription:
 
     async def start(self) -> None:
         await self._heartbeat()
-        self._task = asyncio.create_task(self._run(), name=f"bus:{self.group}")
+        self._task = start_supervised(self._loop(), name=f"bus:{self.group}")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
         # leave the group at once so the other members take over without waiting for the timeout
         await self.bus.run(
             lambda c: c.execute("DELETE FROM members WHERE grp = ? AND member = ?", (self.group, self.member))
@@ -427,15 +425,6 @@ class SqliteSubscription:
         members = await self.bus.run(lambda c: transaction(c, beat))
         index, size = members.index(self.member), len(members)
         self._owned = {(t, p) for t in self.topics for p in range(partitions) if p % size == index}
-
-    async def _run(self) -> None:
-        try:
-            await self._loop()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            # uncommitted messages stay on the bus: the next member of the group gets them again
-            log.exception("member_stopped", group=self.group)
 
     async def _loop(self) -> None:
         last_beat = 0.0

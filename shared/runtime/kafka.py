@@ -14,6 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
 
 from shared.runtime.ports import Message, MessageHandler, OutgoingMessage
+from shared.runtime.tasks import cancel, start_supervised
 
 log = structlog.get_logger("civique.kafka")
 
@@ -121,14 +122,11 @@ class KafkaSubscription:
             heartbeat_interval_ms=max(100, session // 4),
         )
         await self._consumer.start()
-        self._task = asyncio.create_task(self._run(), name=f"kafka:{self.group}")
+        self._task = start_supervised(self._loop(), name=f"kafka:{self.group}")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
         if self._consumer:
             await self._consumer.stop()  # leaves the group: the others rebalance at once
             self._consumer = None
@@ -149,15 +147,6 @@ class KafkaSubscription:
             if highwater is not None:
                 total += max(0, highwater - await consumer.position(tp))
         return total
-
-    async def _run(self) -> None:
-        try:
-            await self._loop()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            # uncommitted messages stay on the bus: the next member of the group gets them again
-            log.exception("member_stopped", group=self.group)
 
     async def _loop(self) -> None:
         assert self._consumer is not None

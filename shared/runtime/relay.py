@@ -5,13 +5,13 @@ One relay per event store: two would race and interleave a stream's order on the
 """
 
 import asyncio
-import contextlib
 from collections import Counter
 
 import structlog
 
 from shared.runtime.metrics import EVENTS_PUBLISHED
 from shared.runtime.ports import EventBus, EventStore, OutgoingMessage
+from shared.runtime.tasks import cancel, start_supervised
 
 log = structlog.get_logger("civique.relay")
 
@@ -50,11 +50,8 @@ class Relay:
                 await asyncio.sleep(self.interval)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self.run(), name=f"relay:{self.service}")
+        self._task = start_supervised(self.run(), name=f"relay:{self.service}")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
