@@ -112,10 +112,11 @@ def main() -> None:
 
 Built by `python3 scripts/build_geo.py`; do not edit by hand.
 
-| what | source | version | licence |
-|---|---|---|---|
-| communes, postal codes, departments, regions, populations | npm `{ETALAB[0]}` (Etalab: INSEE COG + La Poste BOCP) | {ETALAB[1]} | MIT (package), Licence Ouverte 2.0 (data) |
-| coordinates per postal code and place | GeoNames postal codes, inside PyPI `{GEONAMES[0]}` | {GEONAMES[1]} | CC BY 4.0 (GeoNames) |
+- Communes, postal codes, departments, regions, populations: npm `{ETALAB[0]}` {ETALAB[1]}
+  (Etalab: INSEE's Code officiel géographique and La Poste's postal codes).
+  Licence: MIT for the package, Licence Ouverte 2.0 for the data.
+- Coordinates per postal code and place: GeoNames postal codes, inside PyPI `{GEONAMES[0]}` {GEONAMES[1]}.
+  Licence: CC BY 4.0 (GeoNames).
 
 Contents: {len(rows)} communes (Paris, Lyon and Marseille by arrondissement), {len(departments)} departments,
 {len(regions)} regions. Coordinates: {matched} (commune, postal code) pairs matched by name,
