@@ -3,7 +3,7 @@
 from typing import Literal
 
 from shared.events.catalog import Event, catalog
-from shared.events.vocabulary import Department, MissionContent, OrganizationKind, PostalCode
+from shared.events.vocabulary import Department, MissionContent, ModerationPolicy, OrganizationKind, PostalCode
 
 
 class OrganizationEvent(Event):
@@ -52,6 +52,17 @@ class MissionEdited(MissionEvent):
 class MissionSubmitted(MissionEvent):
     organization_id: str
     content: MissionContent
+    moderation: ModerationPolicy | None = None  # the department's policy when submitted
+
+
+@catalog.register
+class MissionModerated(MissionEvent):
+    """The missions service applied a referent's decision (the moderation event is its causation)."""
+
+    organization_id: str
+    decision: Literal["validated", "refused", "changes_requested"]
+    reason: str | None = None
+    comment: str | None = None
 
 
 @catalog.register

@@ -33,6 +33,11 @@ class ReferentRevoked(ReferentEvent):
     pass
 
 
+def department_stream(department: str) -> str:
+    """The stream of a department's moderation settings (prefixed: stream ids share one store)."""
+    return f"department-{department}"
+
+
 @catalog.register
 class ModerationPolicyChanged(Event):
     topic = "moderation.department_policy"
@@ -40,7 +45,7 @@ class ModerationPolicyChanged(Event):
     policy: ModerationPolicy
 
     def stream_id(self) -> str:
-        return self.department
+        return department_stream(self.department)
 
 
 class MissionReviewEvent(Event):

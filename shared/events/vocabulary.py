@@ -19,7 +19,7 @@ DOMAINS: tuple[Domain, ...] = (
 )
 
 # INSEE department codes: 01-95 without 20, Corsica 2A/2B, overseas 971-976
-Department = Annotated[str, StringConstraints(pattern=r"^(0[1-9]|1[0-9]|[3-8][0-9]|9[0-5]|2[AB]|97[1-6])$")]
+Department = Annotated[str, StringConstraints(pattern=r"^(0[1-9]|1[0-9]|2[1-9]|[3-8][0-9]|9[0-5]|2[AB]|97[1-6])$")]
 PostalCode = Annotated[str, StringConstraints(pattern=r"^\d{5}$")]
 
 OrganizationKind = Literal[

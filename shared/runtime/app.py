@@ -7,10 +7,12 @@ One process can host one service (`python -m services.missions`) or all of them
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
+import uvicorn
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -56,6 +58,7 @@ class Service:
     routers: Sequence[APIRouter] = ()
     subscribers: Callable[[ServiceContext], Sequence[Subscriber]] = lambda ctx: ()
     on_start: Callable[[ServiceContext], Awaitable[None]] | None = None
+    background: Sequence[Callable[[ServiceContext], Coroutine[Any, Any, None]]] = ()
 
 
 @dataclass
@@ -63,6 +66,7 @@ class RunningService:
     context: ServiceContext
     relay: Relay
     runners: list[ConsumerRunner] = field(default_factory=list)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
 class Runtime:
@@ -91,16 +95,21 @@ class Runtime:
                 )
                 for subscriber in service.subscribers(context)
             ]
-            self.running[service.name] = RunningService(context, relay, runners)
+            running = RunningService(context, relay, runners)
+            self.running[service.name] = running
             relay.start()
             for runner in runners:
                 await runner.start()
+            for job in service.background:
+                running.tasks.append(start_supervised(job(context), name=f"{service.name}:{job.__name__}"))
         self._housekeeping = start_supervised(self._report_gauges(), name="runtime:gauges")
         log.info("started", services=[s.name for s in self.services], backend=self.settings.backend)
 
     async def stop(self) -> None:
         await cancel(self._housekeeping)
         for running in self.running.values():
+            for task in running.tasks:
+                await cancel(task)
             for runner in running.runners:
                 await runner.stop()
             await running.relay.stop()
@@ -201,3 +210,11 @@ def create_app(settings: Settings, services: Sequence[Service], *, title: str = 
         return asyncapi(catalog)
 
     return app
+
+
+def serve(services: Sequence[Service], *, title: str) -> None:
+    """Run `services` in this process with uvicorn, configured by CIVIQUE_* settings."""
+    settings = Settings()
+    app = create_app(settings, services, title=title)
+    print(f"{title} ({settings.backend}) on http://{settings.host}:{settings.port}", flush=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)

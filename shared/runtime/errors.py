@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from shared.runtime.ports import ConcurrencyError
+from shared.runtime.problems import Problem
 
 log = structlog.get_logger("civique.http")
 
@@ -24,12 +25,32 @@ HTTP_DETAILS = {
 }
 
 
-class Problem(Exception):
-    """A refusal meant for the client: status, stable code, French message, optional field errors."""
-
-    def __init__(self, status: int, code: str, detail: str, *, fields: dict[str, str] | None = None) -> None:
-        super().__init__(code)
-        self.status, self.code, self.detail, self.fields = status, code, detail, fields or {}
+FIELD_MESSAGES = {
+    "missing": "Ce champ est obligatoire.",
+    "extra_forbidden": "Ce champ n’est pas attendu.",
+    "string_type": "Un texte est attendu.",
+    "string_too_short": "Ce texte est trop court.",
+    "string_too_long": "Ce texte est trop long.",
+    "string_pattern_mismatch": "Le format n’est pas valide.",
+    "literal_error": "Cette valeur ne fait pas partie des choix possibles.",
+    "enum": "Cette valeur ne fait pas partie des choix possibles.",
+    "int_parsing": "Un nombre entier est attendu.",
+    "int_type": "Un nombre entier est attendu.",
+    "float_parsing": "Un nombre est attendu.",
+    "bool_parsing": "Vrai ou faux est attendu.",
+    "bool_type": "Vrai ou faux est attendu.",
+    "greater_than_equal": "Cette valeur est trop petite.",
+    "less_than_equal": "Cette valeur est trop grande.",
+    "too_short": "Il manque des éléments.",
+    "too_long": "Il y a trop d’éléments.",
+    "date_parsing": "Une date au format AAAA-MM-JJ est attendue.",
+    "date_from_datetime_parsing": "Une date au format AAAA-MM-JJ est attendue.",
+    "json_invalid": "Le corps de la requête n’est pas du JSON valide.",
+    "model_type": "Un objet est attendu.",
+    "dict_type": "Un objet est attendu.",
+    "list_type": "Une liste est attendue.",
+    "uuid_parsing": "Un identifiant est attendu.",
+}
 
 
 def problem_response(status: int, code: str, detail: str, fields: dict[str, str] | None = None) -> JSONResponse:
@@ -48,7 +69,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        fields = {".".join(str(p) for p in e["loc"] if p != "body") or "body": e["msg"] for e in exc.errors()}
+        fields = {
+            ".".join(str(p) for p in e["loc"] if p != "body") or "body": FIELD_MESSAGES.get(
+                e["type"], "Valeur invalide."
+            )
+            for e in exc.errors()
+        }
         return problem_response(422, "invalid_request", "Certaines informations sont manquantes ou invalides.", fields)
 
     @app.exception_handler(ConcurrencyError)

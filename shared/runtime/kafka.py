@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
 
 from shared.runtime.ports import Message, MessageHandler, OutgoingMessage
@@ -120,6 +121,9 @@ class KafkaSubscription:
             auto_offset_reset="earliest",
             session_timeout_ms=session,
             heartbeat_interval_ms=max(100, session // 4),
+            # co-partitioning: partition p of every topic goes to one member, so the events of an aggregate
+            # id on several topics are handled by one member, in order (as the embedded bus does)
+            partition_assignment_strategy=(RangePartitionAssignor,),
         )
         await self._consumer.start()
         self._task = start_supervised(self._loop(), name=f"kafka:{self.group}")

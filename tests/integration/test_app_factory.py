@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 from shared.events import Actor, Envelope, MissionReopened
 from shared.runtime.app import Service, ServiceContext, create_app, service_context
 from shared.runtime.consumers import Subscriber
-from shared.runtime.errors import Problem
+from shared.runtime.problems import Problem
 from tests.conftest import eventually
 
 router = APIRouter()

@@ -1,0 +1,189 @@
+"""Read models of the moderation service: referents, policies, the review queue, the territory.
+
+Every document remembers the version of each stream it reflects, so redelivery changes nothing.
+"""
+
+from typing import Any
+
+from shared.events import (
+    Envelope,
+    Event,
+    MissionCancelled,
+    MissionChangesRequested,
+    MissionClosed,
+    MissionDrafted,
+    MissionFilled,
+    MissionModerated,
+    MissionPublished,
+    MissionRefused,
+    MissionReopened,
+    MissionSubmitted,
+    MissionValidated,
+    ModerationPolicyChanged,
+    OrganizationApproved,
+    OrganizationRegistered,
+    OrganizationRejected,
+    ReferentAppointed,
+    ReferentRevoked,
+    VolunteerProfileUpdated,
+    VolunteerRegistered,
+)
+from shared.runtime.ports import DocumentStore
+
+REFERENTS, POLICIES, QUEUE, MISSIONS, ORGANIZATIONS, VOLUNTEERS = (
+    "referents",
+    "policies",
+    "queue",
+    "missions",
+    "organizations",
+    "volunteers",
+)
+
+
+async def setup(documents: DocumentStore) -> None:
+    await documents.ensure_index(QUEUE, ["department", "pending", "submitted_at"])
+    await documents.ensure_index(MISSIONS, ["department", "status"])
+    await documents.ensure_index(ORGANIZATIONS, ["department", "status"])
+    await documents.ensure_index(VOLUNTEERS, ["department"])
+
+
+async def _versioned(
+    documents: DocumentStore, collection: str, doc_id: str, env: Envelope, key: str = "version"
+) -> dict[str, Any] | None:
+    """The document to update, or None when it already reflects this event."""
+    doc = await documents.get(collection, doc_id) or {"id": doc_id}
+    if doc.get(key, 0) >= env.stream_version:
+        return None
+    doc[key] = env.stream_version
+    return doc
+
+
+async def on_referent_event(
+    documents: DocumentStore, event: ReferentAppointed | ReferentRevoked, env: Envelope
+) -> None:
+    if doc := await _versioned(documents, REFERENTS, event.referent_id, env):
+        doc["departments"] = event.departments if isinstance(event, ReferentAppointed) else []
+        await documents.put(REFERENTS, event.referent_id, doc)
+
+
+async def on_policy_changed(documents: DocumentStore, event: ModerationPolicyChanged, env: Envelope) -> None:
+    if doc := await _versioned(documents, POLICIES, event.department, env):
+        doc["policy"] = event.policy
+        await documents.put(POLICIES, event.department, doc)
+
+
+# ---- the queue: fed by the missions service's submissions and by our own decisions ----
+
+
+async def on_mission_submitted(documents: DocumentStore, event: MissionSubmitted, env: Envelope) -> None:
+    if doc := await _versioned(documents, QUEUE, event.mission_id, env, key="mission_version"):
+        doc.update(
+            kind="mission",
+            organization_id=event.organization_id,
+            department=event.content.department,
+            title=event.content.title,
+            domain=event.content.domain,
+            content=event.content.model_dump(mode="json"),
+            submissions=doc.get("submissions", 0) + 1,
+            submitted_at=env.occurred_at.isoformat(),
+            pending=True,
+        )
+        await documents.put(QUEUE, event.mission_id, doc)
+
+
+async def on_mission_withdrawn(documents: DocumentStore, event: MissionCancelled, env: Envelope) -> None:
+    if doc := await _versioned(documents, QUEUE, event.mission_id, env, key="mission_version"):
+        doc["pending"] = False
+        await documents.put(QUEUE, event.mission_id, doc)
+
+
+async def on_mission_decided(
+    documents: DocumentStore, event: MissionValidated | MissionRefused | MissionChangesRequested, env: Envelope
+) -> None:
+    if doc := await _versioned(documents, QUEUE, event.mission_id, env, key="review_version"):
+        doc["decisions"] = env.stream_version
+        doc["pending"] = doc["decisions"] < doc.get("submissions", 0)
+        await documents.put(QUEUE, event.mission_id, doc)
+
+
+async def on_organization_registered(documents: DocumentStore, event: OrganizationRegistered, env: Envelope) -> None:
+    entry = {
+        "kind": "organization",
+        "department": event.department,
+        "title": event.name,
+        "pending": True,
+        "submitted_at": env.occurred_at.isoformat(),
+    }
+    current = await documents.get(QUEUE, event.organization_id)
+    if current is None:
+        await documents.put(QUEUE, event.organization_id, {"id": event.organization_id, **entry})
+    organization = await documents.get(ORGANIZATIONS, event.organization_id) or {"status": "pending"}
+    organization.update(id=event.organization_id, department=event.department, name=event.name, kind=event.kind)
+    await documents.put(ORGANIZATIONS, event.organization_id, organization)
+
+
+async def on_organization_decided(
+    documents: DocumentStore, event: OrganizationApproved | OrganizationRejected, env: Envelope
+) -> None:
+    status = "approved" if isinstance(event, OrganizationApproved) else "rejected"
+    organization = await documents.get(ORGANIZATIONS, event.organization_id) or {"id": event.organization_id}
+    organization.update(department=event.department, status=status)
+    await documents.put(ORGANIZATIONS, event.organization_id, organization)
+    entry = await documents.get(QUEUE, event.organization_id)
+    if entry is not None and entry["pending"]:
+        entry["pending"] = False
+        await documents.put(QUEUE, event.organization_id, entry)
+
+
+# ---- the territory: missions, organisations and volunteers by department ----
+
+STATUS_OF: dict[type[Event], str] = {
+    MissionDrafted: "draft",
+    MissionSubmitted: "submitted",
+    MissionPublished: "published",
+    MissionFilled: "filled",
+    MissionClosed: "closed",
+    MissionCancelled: "cancelled",
+}
+
+
+async def on_mission_event(documents: DocumentStore, event: Event, env: Envelope) -> None:
+    doc = await _versioned(documents, MISSIONS, env.stream_id, env)
+    if doc is None:
+        return
+    if content := getattr(event, "content", None):
+        doc.update(department=content.department, domain=content.domain, places=content.places)
+    if type(event) in STATUS_OF:
+        doc["status"] = STATUS_OF[type(event)]
+    match event:
+        case MissionModerated(decision="validated") if doc.get("status") == "submitted":
+            doc["status"] = "validated"
+        case MissionModerated(decision="refused" | "changes_requested"):
+            doc["status"] = event.decision
+        case MissionPublished() | MissionReopened():
+            doc["free_places"] = event.free_places
+        case MissionFilled():
+            doc["free_places"] = 0
+    await documents.put(MISSIONS, env.stream_id, doc)
+
+
+async def on_volunteer_event(
+    documents: DocumentStore, event: VolunteerRegistered | VolunteerProfileUpdated, env: Envelope
+) -> None:
+    if event.department is None:
+        return
+    if doc := await _versioned(documents, VOLUNTEERS, event.volunteer_id, env):
+        doc["department"] = event.department  # an anonymous fact: it stays after erasure, for statistics
+        await documents.put(VOLUNTEERS, event.volunteer_id, doc)
+
+
+MISSION_EVENTS = (
+    MissionDrafted,
+    MissionSubmitted,
+    MissionModerated,
+    MissionPublished,
+    MissionFilled,
+    MissionReopened,
+    MissionClosed,
+    MissionCancelled,
+)

@@ -1,0 +1,342 @@
+"""Missions and moderation services together, on both backends: the publication flow in both
+policies, territorial scoping role by role, concurrent decisions, redelivered decisions."""
+
+import asyncio
+
+import httpx
+import pytest
+
+from services.missions import service as missions_service
+from services.missions.handlers import MissionsHandlers
+from services.missions.projections import POLICIES
+from services.moderation import service as moderation_service
+from shared.events import Actor, Envelope, MissionValidated
+from shared.runtime.actors import actor_headers
+from shared.runtime.app import create_app
+from shared.runtime.ports import OutgoingMessage
+from tests.conftest import eventually
+
+ADMIN = Actor(id="admin-1", role="admin")
+REFERENT_56 = Actor(id="ref-56", role="referent")
+REFERENT_29 = Actor(id="ref-29", role="referent")
+MANAGER_A = Actor(id="manager-a", role="manager")
+MANAGER_B = Actor(id="manager-b", role="manager")
+VOLUNTEER = Actor(id="vol-1", role="volunteer")
+
+MISSION = {
+    "title": "Distribution de colis alimentaires",
+    "description": "Préparer et distribuer des colis aux familles de Vannes.",
+    "domain": "food_and_emergency_aid",
+    "remote": False,
+    "place": {"address": "12 rue du Port", "postal_code": "56000"},
+    "places": 4,
+    "end_date": "2026-12-20",
+    "safety": {"distancing": True, "protective_equipment": True, "supervision": False},
+}
+
+
+class Platform:
+    def __init__(self, client: httpx.AsyncClient, app) -> None:
+        self.client, self.app = client, app
+
+    async def call(self, actor: Actor | None, method: str, path: str, **kwargs) -> httpx.Response:
+        headers = actor_headers(actor) if actor else {}
+        return await self.client.request(method, path, headers=headers, **kwargs)
+
+    async def ok(self, actor: Actor, method: str, path: str, **kwargs) -> dict | None:
+        answer = await self.call(actor, method, path, **kwargs)
+        assert answer.status_code < 300, answer.text
+        return answer.json() if answer.content else None
+
+    def documents(self, service: str):
+        return self.app.state.runtime.context(service).documents
+
+    async def until(self, actor: Actor, path: str, check, what: str) -> dict:
+        seen: dict = {}
+
+        async def holds() -> bool:
+            answer = await self.call(actor, "GET", path)
+            seen["last"] = answer.json()
+            return answer.status_code == 200 and check(seen["last"])
+
+        try:
+            await eventually(holds, what=what)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; last answer: {seen.get('last')}") from None
+        return seen["last"]
+
+    async def register_approved_organization(self, manager: Actor, postal_code: str, referent: Actor) -> str:
+        created = await self.ok(
+            manager,
+            "POST",
+            "/missions/organizations",
+            json={
+                "name": f"Banque alimentaire {postal_code}",
+                "kind": "association",
+                "rna": "W561000123",
+                "postal_code": postal_code,
+            },
+        )
+        organization_id = created["organization_id"]
+        department = created["department"]
+        await self.until(
+            referent,
+            f"/moderation/departments/{department}/queue",
+            lambda q: any(e["id"] == organization_id for e in q),
+            "the organisation in the queue",
+        )
+        await self.ok(
+            referent, "POST", f"/moderation/organizations/{organization_id}/decision", json={"decision": "approve"}
+        )
+        return organization_id
+
+    async def mission_status(self, actor: Actor, mission_id: str, status: str) -> dict:
+        return await self.until(
+            actor, f"/missions/missions/{mission_id}", lambda m: m.get("status") == status, f"mission {status}"
+        )
+
+
+@pytest.fixture
+async def platform(settings):
+    app = create_app(settings, [missions_service, moderation_service])
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://civique.test") as client:
+            platform = Platform(client, app)
+            await platform.ok(ADMIN, "PUT", "/moderation/referents/ref-56", json={"departments": ["56"]})
+            await platform.ok(ADMIN, "PUT", "/moderation/referents/ref-29", json={"departments": ["29", "2A"]})
+            yield platform
+
+
+async def test_pre_moderation_a_mission_is_published_once_validated_and_counted(platform):
+    organization_id = await platform.register_approved_organization(MANAGER_A, "56000", REFERENT_56)
+    drafted = await platform.ok(MANAGER_A, "POST", f"/missions/organizations/{organization_id}/missions", json=MISSION)
+    mission_id = drafted["mission_id"]
+    await platform.ok(MANAGER_A, "POST", f"/missions/missions/{mission_id}/submit")
+
+    queue = await platform.until(
+        REFERENT_56,
+        "/moderation/departments/56/queue",
+        lambda q: any(e["id"] == mission_id for e in q),
+        "the mission in the queue",
+    )
+    assert next(e for e in queue if e["id"] == mission_id)["kind"] == "mission"
+    assert (await platform.call(None, "GET", f"/missions/missions/{mission_id}")).status_code == 404  # not public yet
+
+    await platform.ok(REFERENT_56, "POST", f"/moderation/missions/{mission_id}/decision", json={"decision": "validate"})
+    published = await platform.mission_status(VOLUNTEER, mission_id, "published")
+    assert published["department"] == "56" and published["free_places"] == 4
+    assert published["content"]["place"]["commune"] == "Vannes"
+
+    dashboard = await platform.until(
+        REFERENT_56,
+        "/moderation/departments/56/dashboard",
+        lambda d: d["missions_by_status"].get("published") == 1,
+        "the dashboard",
+    )
+    assert dashboard["places"] == {"offered": 4, "filled": 0, "free": 4}
+    assert dashboard["online_missions_by_domain"]["food_and_emergency_aid"] == 1
+    assert dashboard["pending_moderation"]["missions"] == 0
+    assert dashboard["open_missions"] == 1
+    national = await platform.ok(ADMIN, "GET", "/moderation/dashboard")
+    assert national["missions_by_status"]["published"] >= 1
+
+
+async def test_post_moderation_publishes_at_once_and_a_request_for_changes_unpublishes(platform):
+    await platform.ok(ADMIN, "PUT", "/moderation/departments/56/policy", json={"policy": "post"})
+
+    async def missions_knows_the_policy() -> bool:
+        return (await platform.documents("missions").get(POLICIES, "56") or {}).get("policy") == "post"
+
+    await eventually(missions_knows_the_policy, what="the policy in the missions service")
+    organization_id = await platform.register_approved_organization(MANAGER_A, "56000", REFERENT_56)
+    mission_id = (
+        await platform.ok(MANAGER_A, "POST", f"/missions/organizations/{organization_id}/missions", json=MISSION)
+    )["mission_id"]
+    await platform.ok(MANAGER_A, "POST", f"/missions/missions/{mission_id}/submit")
+    await platform.mission_status(VOLUNTEER, mission_id, "published")
+
+    await platform.until(
+        REFERENT_56,
+        "/moderation/departments/56/queue",
+        lambda q: any(e["id"] == mission_id for e in q),
+        "the published mission to review",
+    )
+    await platform.ok(
+        REFERENT_56,
+        "POST",
+        f"/moderation/missions/{mission_id}/decision",
+        json={"decision": "request_changes", "comment": "Précisez l’encadrement."},
+    )
+    changed = await platform.mission_status(MANAGER_A, mission_id, "changes_requested")
+    assert changed["review_comment"] == "Précisez l’encadrement."
+    assert (await platform.call(None, "GET", f"/missions/missions/{mission_id}")).status_code == 404
+
+    # edited and resubmitted: online again at once, and back in the queue
+    await platform.ok(
+        MANAGER_A,
+        "PUT",
+        f"/missions/missions/{mission_id}",
+        json={**MISSION, "safety": {**MISSION["safety"], "supervision": True}},
+    )
+    await platform.ok(MANAGER_A, "POST", f"/missions/missions/{mission_id}/submit")
+    await platform.mission_status(VOLUNTEER, mission_id, "published")
+
+
+async def test_a_mission_of_an_organisation_not_yet_approved_waits_for_the_approval(platform):
+    created = await platform.ok(
+        MANAGER_B,
+        "POST",
+        "/missions/organizations",
+        json={
+            "name": "CCAS de Brest",
+            "kind": "local_authority",
+            "siret": "21290019700014",
+            "postal_code": "29200",
+        },
+    )
+    organization_id = created["organization_id"]
+    mission_id = (
+        await platform.ok(
+            MANAGER_B,
+            "POST",
+            f"/missions/organizations/{organization_id}/missions",
+            json={**MISSION, "place": {"postal_code": "29200"}},
+        )
+    )["mission_id"]
+    await platform.ok(MANAGER_B, "POST", f"/missions/missions/{mission_id}/submit")
+    await platform.until(
+        REFERENT_29,
+        "/moderation/departments/29/queue",
+        lambda q: any(e["id"] == mission_id for e in q),
+        "the mission in the queue",
+    )
+    await platform.ok(REFERENT_29, "POST", f"/moderation/missions/{mission_id}/decision", json={"decision": "validate"})
+    await platform.mission_status(MANAGER_B, mission_id, "validated")
+
+    await platform.ok(
+        REFERENT_29, "POST", f"/moderation/organizations/{organization_id}/decision", json={"decision": "approve"}
+    )
+    await platform.mission_status(VOLUNTEER, mission_id, "published")
+
+
+async def test_territorial_scoping_role_by_role(platform):
+    org_a = await platform.register_approved_organization(MANAGER_A, "56000", REFERENT_56)
+    org_b = await platform.register_approved_organization(MANAGER_B, "29200", REFERENT_29)
+    mission_b = (
+        await platform.ok(
+            MANAGER_B,
+            "POST",
+            f"/missions/organizations/{org_b}/missions",
+            json={**MISSION, "place": {"postal_code": "29200"}},
+        )
+    )["mission_id"]
+    await platform.ok(MANAGER_B, "POST", f"/missions/missions/{mission_b}/submit")
+    await platform.until(
+        REFERENT_29,
+        "/moderation/departments/29/queue",
+        lambda q: any(e["id"] == mission_b for e in q),
+        "mission B in the queue",
+    )
+
+    def expect(status: int, code: str):
+        async def check(answer_coroutine) -> None:
+            answer = await answer_coroutine
+            assert (answer.status_code, answer.json()["code"]) == (status, code), answer.text
+
+        return check
+
+    forbidden, outside = expect(403, "forbidden"), expect(403, "outside_your_departments")
+    not_yours = expect(403, "not_your_organization")
+    # a referent of 56 neither sees the queue of 29 nor decides on its missions
+    await outside(platform.call(REFERENT_56, "GET", "/moderation/departments/29/queue"))
+    await outside(platform.call(REFERENT_56, "GET", "/moderation/departments/29/dashboard"))
+    await outside(
+        platform.call(REFERENT_56, "POST", f"/moderation/missions/{mission_b}/decision", json={"decision": "validate"})
+    )
+    # a manager of A can neither edit, submit, cancel nor list B's missions
+    await not_yours(platform.call(MANAGER_A, "PUT", f"/missions/missions/{mission_b}", json=MISSION))
+    await not_yours(platform.call(MANAGER_A, "POST", f"/missions/missions/{mission_b}/cancel", json={"reason": "test"}))
+    await not_yours(platform.call(MANAGER_A, "POST", f"/missions/organizations/{org_b}/missions", json=MISSION))
+    await not_yours(platform.call(MANAGER_A, "GET", f"/missions/organizations/{org_b}/missions"))
+    # only an admin appoints referents, changes policies and sees the national dashboard
+    for actor in (REFERENT_56, MANAGER_A, VOLUNTEER):
+        await forbidden(platform.call(actor, "PUT", "/moderation/referents/x", json={"departments": ["56"]}))
+        await forbidden(platform.call(actor, "DELETE", "/moderation/referents/ref-29"))
+        await forbidden(platform.call(actor, "PUT", "/moderation/departments/56/policy", json={"policy": "post"}))
+        await forbidden(platform.call(actor, "GET", "/moderation/dashboard"))
+    # managers and volunteers do not moderate; nobody unauthenticated does anything
+    for actor in (MANAGER_A, VOLUNTEER):
+        await forbidden(
+            platform.call(actor, "POST", f"/moderation/missions/{mission_b}/decision", json={"decision": "validate"})
+        )
+    await expect(401, "unauthenticated")(platform.call(None, "GET", "/moderation/departments/56/queue"))
+    await expect(403, "forbidden")(
+        platform.call(
+            VOLUNTEER,
+            "POST",
+            "/missions/organizations",
+            json={"name": "Club X", "kind": "association", "rna": "W561000123", "postal_code": "56000"},
+        )
+    )
+    # the rightful actors still can
+    await platform.ok(REFERENT_29, "POST", f"/moderation/missions/{mission_b}/decision", json={"decision": "validate"})
+    assert org_a != org_b
+
+
+async def test_two_referents_deciding_at_once_one_wins_the_other_gets_a_conflict(platform):
+    await platform.ok(ADMIN, "PUT", "/moderation/referents/ref-56-bis", json={"departments": ["56"]})
+    organization_id = await platform.register_approved_organization(MANAGER_A, "56000", REFERENT_56)
+    mission_id = (
+        await platform.ok(MANAGER_A, "POST", f"/missions/organizations/{organization_id}/missions", json=MISSION)
+    )["mission_id"]
+    await platform.ok(MANAGER_A, "POST", f"/missions/missions/{mission_id}/submit")
+    await platform.until(
+        REFERENT_56,
+        "/moderation/departments/56/queue",
+        lambda q: any(e["id"] == mission_id for e in q),
+        "the mission in the queue",
+    )
+    other = Actor(id="ref-56-bis", role="referent")
+    answers = await asyncio.gather(
+        platform.call(
+            REFERENT_56, "POST", f"/moderation/missions/{mission_id}/decision", json={"decision": "validate"}
+        ),
+        platform.call(
+            other,
+            "POST",
+            f"/moderation/missions/{mission_id}/decision",
+            json={"decision": "refuse", "reason": "unsafe_conditions"},
+        ),
+    )
+    assert sorted(a.status_code for a in answers) == [204, 409]
+    assert next(a for a in answers if a.status_code == 409).json()["code"] == "already_decided"
+
+
+async def test_a_redelivered_decision_changes_nothing_more(platform):
+    organization_id = await platform.register_approved_organization(MANAGER_A, "56000", REFERENT_56)
+    mission_id = (
+        await platform.ok(MANAGER_A, "POST", f"/missions/organizations/{organization_id}/missions", json=MISSION)
+    )["mission_id"]
+    await platform.ok(MANAGER_A, "POST", f"/missions/missions/{mission_id}/submit")
+    await platform.until(
+        REFERENT_56,
+        "/moderation/departments/56/queue",
+        lambda q: any(e["id"] == mission_id for e in q),
+        "the mission in the queue",
+    )
+    await platform.ok(REFERENT_56, "POST", f"/moderation/missions/{mission_id}/decision", json={"decision": "validate"})
+    await platform.mission_status(VOLUNTEER, mission_id, "published")
+    missions_store = platform.app.state.runtime.context("missions").store
+    before = await missions_store.read(mission_id)
+
+    decision: Envelope = (await platform.app.state.runtime.context("moderation").store.read(mission_id))[0]
+    assert decision.type == MissionValidated.event_type()
+    # the relay publishing the same decision again (a crash before marking it), and a second handling
+    await platform.app.state.runtime.bus.publish(
+        [OutgoingMessage(decision.topic, decision.stream_id, decision.to_json(), tuple(decision.headers()))]
+    )
+    await MissionsHandlers(platform.app.state.runtime.context("missions")).apply_decision(
+        mission_id, "validated", None, None, decision
+    )
+    assert await missions_store.read(mission_id) == before
