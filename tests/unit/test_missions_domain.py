@@ -1,0 +1,233 @@
+from datetime import date
+
+import pytest
+
+from services.missions import domain
+from services.missions.domain import Mission
+from shared.events import (
+    MissionCancelled,
+    MissionClosed,
+    MissionDrafted,
+    MissionEdited,
+    MissionFilled,
+    MissionModerated,
+    MissionPublished,
+    MissionReopened,
+    MissionSubmitted,
+    MissionUnpublished,
+    OrganizationRegistered,
+)
+from shared.events.vocabulary import MissionContent, Place, SafetyConditions
+from shared.runtime.problems import Problem
+
+ON_SITE = MissionContent(
+    title="Courses pour les voisins",
+    description="Faire les courses des personnes fragiles du quartier.",
+    domain="neighbourhood_solidarity",
+    remote=False,
+    department="56",
+    place=Place(postal_code="56000", department="56", commune="Vannes"),
+    places=2,
+    end_date=date(2026, 5, 31),
+    safety=SafetyConditions(distancing=True, protective_equipment=False, supervision=False),
+)
+REMOTE = MissionContent(
+    title="Appels aux aînés",
+    description="Téléphoner aux personnes isolées.",
+    domain="keeping_in_touch",
+    remote=True,
+    department="29",
+    places=10,
+)
+
+
+def replay(*events) -> Mission:
+    return Mission.replay("m1", list(events))
+
+
+DRAFTED = MissionDrafted(mission_id="m1", organization_id="o1", content=ON_SITE)
+
+
+def submitted(policy="pre"):
+    return MissionSubmitted(mission_id="m1", organization_id="o1", content=ON_SITE, moderation=policy)
+
+
+def moderated(decision):
+    return MissionModerated(mission_id="m1", organization_id="o1", decision=decision)
+
+
+PUBLISHED = MissionPublished(mission_id="m1", organization_id="o1", content=ON_SITE, free_places=2)
+
+
+def states():
+    """One mission in each state, built from events only."""
+    return {
+        "draft": replay(DRAFTED),
+        "submitted": replay(DRAFTED, submitted()),
+        "changes_requested": replay(DRAFTED, submitted(), moderated("changes_requested")),
+        "refused": replay(DRAFTED, submitted(), moderated("refused")),
+        "validated": replay(DRAFTED, submitted(), moderated("validated")),
+        "published": replay(DRAFTED, submitted(), moderated("validated"), PUBLISHED),
+        "filled": replay(
+            DRAFTED,
+            submitted(),
+            moderated("validated"),
+            PUBLISHED,
+            MissionFilled(mission_id="m1", organization_id="o1"),
+        ),
+        "closed": replay(
+            DRAFTED,
+            submitted(),
+            moderated("validated"),
+            PUBLISHED,
+            MissionClosed(mission_id="m1", organization_id="o1", reason="ended"),
+        ),
+        "cancelled": replay(DRAFTED, MissionCancelled(mission_id="m1", organization_id="o1", reason="plus utile")),
+    }
+
+
+def test_replay_reaches_every_state():
+    assert {name: m.status for name, m in states().items()} == {name: name for name in states()}
+
+
+def allowed_from(command, *statuses):
+    for name, mission in states().items():
+        if name in statuses:
+            assert command(mission), name
+        else:
+            with pytest.raises(Problem) as refusal:
+                command(mission)
+            assert refusal.value.code == "invalid_transition", name
+            assert refusal.value.status == 409
+
+
+def test_edit_only_a_draft_or_a_mission_sent_back():
+    allowed_from(lambda m: domain.edit_mission(m, REMOTE), "draft", "changes_requested")
+    assert isinstance(domain.edit_mission(states()["draft"], REMOTE)[0], MissionEdited)
+
+
+def test_submit_only_a_draft_or_a_mission_sent_back():
+    allowed_from(lambda m: domain.submit_mission(m, "pre", True), "draft", "changes_requested")
+
+
+def test_close_only_a_live_validated_mission():
+    allowed_from(domain.close_mission, "validated", "published", "filled")
+
+
+def test_cancel_any_live_mission_with_a_reason():
+    allowed_from(lambda m: domain.cancel_mission(m, "Plus de besoin"), *domain.LIVE)
+    with pytest.raises(Problem, match="reason_required"):
+        domain.cancel_mission(states()["draft"], "  ")
+
+
+def test_pre_moderation_waits_for_validation_then_for_the_organisation():
+    events = domain.submit_mission(states()["draft"], "pre", organization_approved=True)
+    assert [type(e) for e in events] == [MissionSubmitted]
+    mission = states()["submitted"]
+    events = domain.apply_decision(mission, "validated", None, None, organization_approved=False)
+    assert [type(e) for e in events] == [MissionModerated]
+    validated = mission.apply(events[0])
+    assert domain.publish_if_ready(validated, organization_approved=False) == []
+    assert [type(e) for e in domain.publish_if_ready(validated, organization_approved=True)] == [MissionPublished]
+    events = domain.apply_decision(mission, "validated", None, None, organization_approved=True)
+    assert [type(e) for e in events] == [MissionModerated, MissionPublished]
+
+
+def test_post_moderation_publishes_at_once_and_a_refusal_unpublishes():
+    events = domain.submit_mission(states()["draft"], "post", organization_approved=True)
+    assert [type(e) for e in events] == [MissionSubmitted, MissionPublished]
+    assert events[1].free_places == 2
+    online = replay(DRAFTED, submitted("post"), PUBLISHED)
+    events = domain.apply_decision(online, "refused", "unsafe_conditions", "Pas d’encadrement", True)
+    assert [type(e) for e in events] == [MissionModerated, MissionUnpublished]
+    assert online.apply(events[0]).status == "refused"
+    events = domain.apply_decision(online, "validated", None, None, True)
+    assert [type(e) for e in events] == [MissionModerated]
+    assert online.apply(events[0]).status == "published"
+    # post-moderated but organisation not approved: stays submitted until the approval
+    waiting = replay(DRAFTED, submitted("post"))
+    assert domain.publish_if_ready(waiting, False) == []
+    assert [type(e) for e in domain.publish_if_ready(waiting, True)] == [MissionPublished]
+
+
+def test_a_decision_the_mission_already_reflects_changes_nothing():
+    for name in ("draft", "changes_requested", "refused", "validated", "published", "closed", "cancelled"):
+        assert domain.apply_decision(states()[name], "validated", None, None, True) == [], name
+
+
+def test_capacity_fills_and_reopens():
+    published, filled = states()["published"], states()["filled"]
+    assert domain.update_capacity(published, 1) == []
+    assert [type(e) for e in domain.update_capacity(published, 2)] == [MissionFilled]
+    assert domain.update_capacity(filled, 2) == []
+    reopened = domain.update_capacity(filled, 1)
+    assert [type(e) for e in reopened] == [MissionReopened] and reopened[0].free_places == 1
+    assert domain.update_capacity(states()["draft"], 5) == []
+
+
+def test_missions_close_a_month_after_their_end_date():
+    published = states()["published"]
+    assert domain.close_if_ended(published, date(2026, 6, 29)) == []
+    closed = domain.close_if_ended(published, date(2026, 6, 30))
+    assert [type(e) for e in closed] == [MissionClosed] and closed[0].reason == "ended"
+    assert domain.close_if_ended(states()["draft"], date(2027, 1, 1)) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"safety": None}, "safety"),
+        ({"safety": SafetyConditions(distancing=False, protective_equipment=False, supervision=False)}, "safety"),
+        ({"place": None}, "place"),
+        ({"start_date": date(2026, 6, 1)}, "end_date"),
+        ({"prerequisites": ["x" * 101]}, "prerequisites"),
+    ],
+)
+def test_content_breaking_the_rules_is_refused(change, field):
+    with pytest.raises(Problem) as refusal:
+        domain.draft_mission(Mission("m2"), "o1", ON_SITE.model_copy(update=change))
+    assert refusal.value.status == 422 and field in refusal.value.fields
+
+
+def test_a_remote_mission_needs_no_place_nor_safety_and_a_mission_exists_once():
+    assert [type(e) for e in domain.draft_mission(Mission("m2"), "o1", REMOTE)] == [MissionDrafted]
+    with pytest.raises(Problem, match="mission_exists"):
+        domain.draft_mission(states()["draft"], "o1", REMOTE)
+
+
+def registration(**change) -> OrganizationRegistered:
+    data = {
+        "organization_id": "o1",
+        "name": "Restos du Cœur 56",
+        "kind": "association",
+        "rna": "W561000123",
+        "postal_code": "56000",
+        "department": "56",
+        "manager_ids": ["u1"],
+    } | change
+    return OrganizationRegistered(**data)
+
+
+@pytest.mark.parametrize("siret", ["73282932000074", "35600000000048", "35600000012346", "21290019700014"])
+def test_valid_siret_numbers(siret):
+    assert domain.siret_is_valid(siret)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"rna": None}, "siret"),
+        ({"siret": "73282932000075"}, "siret"),
+        ({"siret": "7328293200007"}, "siret"),
+        ({"rna": "561000123"}, "rna"),
+        ({"name": "  "}, "name"),
+    ],
+)
+def test_organisations_with_bad_identity_numbers_are_refused(change, field):
+    with pytest.raises(Problem) as refusal:
+        domain.register_organization(registration(**change))
+    assert refusal.value.code == "invalid_organization" and field in refusal.value.fields
+
+
+def test_a_valid_organisation_registers():
+    assert domain.register_organization(registration(siret="73282932000074")) == [registration(siret="73282932000074")]
