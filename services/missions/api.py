@@ -140,6 +140,12 @@ async def draft_mission(organization_id: str, body: MissionInput, actor: ActingU
     return {"mission_id": mission_id, "status": "draft"}
 
 
+@router.get("/departments/{department}/moderation")
+async def department_moderation(department: str, ctx: Context) -> dict:
+    """Which moderation a mission of this department goes through: before (pre) or after (post) publication."""
+    return {"department": department, "policy": await MissionsHandlers(ctx).policy(department)}
+
+
 @router.get("/missions/{mission_id}")
 async def get_mission(mission_id: str, actor: Visitor, ctx: Context) -> dict:
     """The public page of a published mission; before that, only its managers, referents and admins."""
