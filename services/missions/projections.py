@@ -89,6 +89,7 @@ MISSION_STATUS: dict[type[Event], str] = {
     MissionSubmitted: "submitted",
     MissionPublished: "published",
     MissionFilled: "filled",
+    MissionReopened: "published",
     MissionClosed: "closed",
     MissionCancelled: "cancelled",
 }

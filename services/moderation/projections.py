@@ -142,6 +142,7 @@ STATUS_OF: dict[type[Event], str] = {
     MissionSubmitted: "submitted",
     MissionPublished: "published",
     MissionFilled: "filled",
+    MissionReopened: "published",
     MissionClosed: "closed",
     MissionCancelled: "cancelled",
 }

@@ -2,6 +2,7 @@
 policies, territorial scoping role by role, concurrent decisions, redelivered decisions."""
 
 import asyncio
+from datetime import date
 
 import httpx
 import pytest
@@ -10,7 +11,7 @@ from services.missions import service as missions_service
 from services.missions.handlers import MissionsHandlers
 from services.missions.projections import POLICIES
 from services.moderation import service as moderation_service
-from shared.events import Actor, Envelope, MissionValidated
+from shared.events import Actor, ApplicationAccepted, ApplicationWithdrawn, Envelope, MissionValidated
 from shared.runtime.actors import actor_headers
 from shared.runtime.app import create_app
 from shared.runtime.ports import OutgoingMessage
@@ -340,3 +341,50 @@ async def test_a_redelivered_decision_changes_nothing_more(platform):
         mission_id, "validated", None, None, decision
     )
     assert await missions_store.read(mission_id) == before
+
+
+async def published_mission(platform: Platform, **change) -> str:
+    organization_id = await platform.register_approved_organization(MANAGER_A, "56000", REFERENT_56)
+    mission_id = (
+        await platform.ok(
+            MANAGER_A, "POST", f"/missions/organizations/{organization_id}/missions", json={**MISSION, **change}
+        )
+    )["mission_id"]
+    await platform.ok(MANAGER_A, "POST", f"/missions/missions/{mission_id}/submit")
+    await platform.until(
+        REFERENT_56,
+        "/moderation/departments/56/queue",
+        lambda q: any(e["id"] == mission_id for e in q),
+        "the mission in the queue",
+    )
+    await platform.ok(REFERENT_56, "POST", f"/moderation/missions/{mission_id}/decision", json={"decision": "validate"})
+    await platform.mission_status(VOLUNTEER, mission_id, "published")
+    return mission_id
+
+
+async def test_a_mission_fills_and_reopens_with_volunteers_acceptances(platform):
+    mission_id = await published_mission(platform, places=2)
+    bus = platform.app.state.runtime.bus
+
+    async def volunteers_say(*events) -> None:
+        envelopes = [e.envelope(v) for e, v in events]
+        await bus.publish([OutgoingMessage(e.topic, e.stream_id, e.to_json(), tuple(e.headers())) for e in envelopes])
+
+    common = {"mission_id": mission_id, "organization_id": "o", "volunteer_id": "v"}
+    await volunteers_say(
+        (ApplicationAccepted(application_id="a1", **common), 2), (ApplicationAccepted(application_id="a2", **common), 2)
+    )
+    filled = await platform.mission_status(VOLUNTEER, mission_id, "filled")
+    assert filled["free_places"] == 0
+    await volunteers_say((ApplicationWithdrawn(application_id="a2", reason="not_available", **common), 3))
+    reopened = await platform.mission_status(VOLUNTEER, mission_id, "published")
+    assert reopened["free_places"] == 1
+
+
+async def test_missions_close_by_themselves_a_month_after_their_end(platform):
+    mission_id = await published_mission(platform, end_date="2026-01-31")
+    handlers = MissionsHandlers(platform.app.state.runtime.context("missions"))
+    assert await handlers.close_ended_missions(date(2026, 3, 1)) == 0
+    assert await handlers.close_ended_missions(date(2026, 3, 3)) == 1
+    await platform.mission_status(MANAGER_A, mission_id, "closed")
+    assert await handlers.close_ended_missions(date(2026, 3, 4)) == 0  # the job runs again: nothing more
