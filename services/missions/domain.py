@@ -28,14 +28,14 @@ from shared.events import (
     MissionUnpublished,
     OrganizationRegistered,
 )
+from shared.events.missions import MissionStatus, mission_status_after
 from shared.events.vocabulary import MissionContent, ModerationPolicy
 from shared.runtime.problems import Problem
 
-Status = Literal[
-    "draft", "submitted", "changes_requested", "refused", "validated", "published", "filled", "closed", "cancelled"
-]
 Decision = Literal["validated", "refused", "changes_requested"]
-LIVE: frozenset[Status] = frozenset({"draft", "submitted", "changes_requested", "validated", "published", "filled"})
+LIVE: frozenset[MissionStatus] = frozenset(
+    {"draft", "submitted", "changes_requested", "validated", "published", "filled"}
+)
 CLOSE_AFTER_END = timedelta(days=30)
 
 
@@ -87,7 +87,7 @@ def register_organization(registration: OrganizationRegistered) -> list[Event]:
 class Mission:
     id: str
     organization_id: str = ""
-    status: Status | None = None
+    status: MissionStatus | None = None
     content: MissionContent | None = None
     moderation: ModerationPolicy = "pre"
     free_places: int = 0
@@ -100,34 +100,25 @@ class Mission:
         return mission
 
     def apply(self, event: Event) -> "Mission":
+        mission = replace(self, status=mission_status_after(event, self.status))
         match event:
             case MissionDrafted():
-                return replace(self, organization_id=event.organization_id, status="draft", content=event.content)
+                return replace(mission, organization_id=event.organization_id, content=event.content)
             case MissionEdited():
-                return replace(self, content=event.content)
+                return replace(mission, content=event.content)
             case MissionSubmitted():
-                return replace(self, status="submitted", content=event.content, moderation=event.moderation or "pre")
-            case MissionModerated(decision="validated"):
-                return replace(self, status=self.status if self.status in ("published", "filled") else "validated")
-            case MissionModerated():
-                return replace(self, status=event.decision)
-            case MissionPublished():
-                return replace(self, status="published", free_places=event.free_places)
+                return replace(mission, content=event.content, moderation=event.moderation or "pre")
+            case MissionPublished() | MissionReopened():
+                return replace(mission, free_places=event.free_places)
             case MissionFilled():
-                return replace(self, status="filled", free_places=0)
-            case MissionReopened():
-                return replace(self, status="published", free_places=event.free_places)
-            case MissionClosed():
-                return replace(self, status="closed")
-            case MissionCancelled():
-                return replace(self, status="cancelled")
-        return self  # MissionUnpublished: the MissionModerated before it already set the status
+                return replace(mission, free_places=0)
+        return mission
 
     @property
     def exists(self) -> bool:
         return self.status is not None
 
-    def require(self, *statuses: Status, action: str) -> None:
+    def require(self, *statuses: MissionStatus, action: str) -> None:
         if self.status not in statuses:
             raise refused(
                 "invalid_transition",

@@ -14,14 +14,11 @@ from shared.events import (
     Envelope,
     Event,
     MissionCancelled,
-    MissionClosed,
-    MissionDrafted,
     MissionEdited,
     MissionFilled,
     MissionModerated,
     MissionPublished,
     MissionReopened,
-    MissionSubmitted,
     MissionUnpublished,
     ModerationPolicyChanged,
     OrganizationApproved,
@@ -30,6 +27,7 @@ from shared.events import (
     ReferentAppointed,
     ReferentRevoked,
 )
+from shared.events.missions import mission_status_after
 from shared.runtime.ports import DocumentStore
 
 ORGANIZATIONS, DECISIONS, MISSIONS = "organizations", "organization_decisions", "missions"
@@ -84,17 +82,6 @@ async def on_referent_event(
     await documents.put(REFERENTS, event.referent_id, {"departments": departments, "version": env.stream_version})
 
 
-MISSION_STATUS: dict[type[Event], str] = {
-    MissionDrafted: "draft",
-    MissionSubmitted: "submitted",
-    MissionPublished: "published",
-    MissionFilled: "filled",
-    MissionReopened: "published",
-    MissionClosed: "closed",
-    MissionCancelled: "cancelled",
-}
-
-
 async def on_mission_event(documents: DocumentStore, event: Event, env: Envelope) -> None:
     mission: dict[str, Any] = await documents.get(MISSIONS, env.stream_id) or {"id": env.stream_id, "version": 0}
     if mission["version"] >= env.stream_version:
@@ -111,13 +98,9 @@ async def on_mission_event(documents: DocumentStore, event: Event, env: Envelope
             places=content.places,
             end_date=content.end_date.isoformat() if content.end_date else None,
         )
-    if type(event) in MISSION_STATUS:
-        mission["status"] = MISSION_STATUS[type(event)]
+    mission["status"] = mission_status_after(event, mission.get("status"))
     match event:
-        case MissionModerated(decision="validated") if mission.get("status") == "submitted":
-            mission["status"] = "validated"
         case MissionModerated(decision="refused" | "changes_requested"):
-            mission["status"] = event.decision
             mission["review_comment"] = event.comment or event.reason
         case MissionPublished() | MissionReopened():
             mission["free_places"] = event.free_places

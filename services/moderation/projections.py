@@ -28,6 +28,7 @@ from shared.events import (
     VolunteerProfileUpdated,
     VolunteerRegistered,
 )
+from shared.events.missions import mission_status_after
 from shared.runtime.ports import DocumentStore
 
 REFERENTS, POLICIES, QUEUE, MISSIONS, ORGANIZATIONS, VOLUNTEERS = (
@@ -137,16 +138,6 @@ async def on_organization_decided(
 
 # ---- the territory: missions, organisations and volunteers by department ----
 
-STATUS_OF: dict[type[Event], str] = {
-    MissionDrafted: "draft",
-    MissionSubmitted: "submitted",
-    MissionPublished: "published",
-    MissionFilled: "filled",
-    MissionReopened: "published",
-    MissionClosed: "closed",
-    MissionCancelled: "cancelled",
-}
-
 
 async def on_mission_event(documents: DocumentStore, event: Event, env: Envelope) -> None:
     doc = await _versioned(documents, MISSIONS, env.stream_id, env)
@@ -154,13 +145,8 @@ async def on_mission_event(documents: DocumentStore, event: Event, env: Envelope
         return
     if content := getattr(event, "content", None):
         doc.update(department=content.department, domain=content.domain, places=content.places)
-    if type(event) in STATUS_OF:
-        doc["status"] = STATUS_OF[type(event)]
+    doc["status"] = mission_status_after(event, doc.get("status"))
     match event:
-        case MissionModerated(decision="validated") if doc.get("status") == "submitted":
-            doc["status"] = "validated"
-        case MissionModerated(decision="refused" | "changes_requested"):
-            doc["status"] = event.decision
         case MissionPublished() | MissionReopened():
             doc["free_places"] = event.free_places
         case MissionFilled():

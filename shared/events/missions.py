@@ -100,3 +100,34 @@ class MissionClosed(MissionEvent):
 class MissionCancelled(MissionEvent):
     organization_id: str
     reason: str
+
+
+MissionStatus = Literal[
+    "draft", "submitted", "changes_requested", "refused", "validated", "published", "filled", "closed", "cancelled"
+]
+
+
+def mission_status_after(event: Event, status: MissionStatus | None) -> MissionStatus | None:
+    """The status a mission has after one of its events, for consumers that follow the lifecycle.
+
+    A validation keeps a post-moderated mission online; a refusal or a request for changes takes the
+    status of the decision; edits and unpublishing (always preceded by a decision) change nothing.
+    """
+    match event:
+        case MissionDrafted():
+            return "draft"
+        case MissionSubmitted():
+            return "submitted"
+        case MissionModerated(decision="validated"):
+            return status if status in ("published", "filled") else "validated"
+        case MissionModerated():
+            return event.decision
+        case MissionPublished() | MissionReopened():
+            return "published"
+        case MissionFilled():
+            return "filled"
+        case MissionClosed():
+            return "closed"
+        case MissionCancelled():
+            return "cancelled"
+    return status

@@ -372,9 +372,12 @@ class SqliteEventBus:
         return SqliteSubscription(self, group, list(topics), handler)
 
     async def wait_for_messages(self) -> None:
+        """Until a publish in this process, or the poll interval (another process may have published)."""
         self._appended.clear()
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation racing its timeout
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._appended.wait(), self.poll_interval)
+            async with asyncio.timeout(self.poll_interval):
+                await self._appended.wait()
 
     async def ping(self) -> None:
         await self._db.run(lambda c: c.execute("SELECT 1").fetchone())

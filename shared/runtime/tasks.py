@@ -1,7 +1,6 @@
 """Background tasks of the runtime: started supervised, stopped cleanly."""
 
 import asyncio
-import contextlib
 from collections.abc import Coroutine
 from typing import Any
 
@@ -24,10 +23,13 @@ def start_supervised(coro: Coroutine[Any, Any, None], *, name: str) -> asyncio.T
     return asyncio.create_task(supervised(), name=name)
 
 
-async def cancel(task: asyncio.Task[None] | None) -> None:
-    """Cancel a background task and wait until it has finished."""
-    if task is None:
+async def cancel(task: asyncio.Task[None] | None, *, grace: float = 10.0) -> None:
+    """Cancel a background task and wait until it has finished (a shutdown never hangs on one task)."""
+    if task is None or task.done():
         return
     task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    done, _ = await asyncio.wait({task}, timeout=grace)
+    if not done:
+        log.error("task_ignored_cancellation", task=task.get_name())
+    elif not task.cancelled() and task.exception() is not None:
+        log.error("task_failed", task=task.get_name(), error_type=type(task.exception()).__name__)

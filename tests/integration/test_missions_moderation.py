@@ -91,6 +91,21 @@ class Platform:
         )
         return organization_id
 
+    async def submitted_mission(
+        self, manager: Actor, organization_id: str, referent: Actor, department: str, mission: dict
+    ) -> str:
+        """Draft and submit a mission; returns once it waits in the referent's queue."""
+        drafted = await self.ok(manager, "POST", f"/missions/organizations/{organization_id}/missions", json=mission)
+        mission_id = drafted["mission_id"]
+        await self.ok(manager, "POST", f"/missions/missions/{mission_id}/submit")
+        await self.until(
+            referent,
+            f"/moderation/departments/{department}/queue",
+            lambda q: any(e["id"] == mission_id for e in q),
+            "the mission in the queue",
+        )
+        return mission_id
+
     async def mission_status(self, actor: Actor, mission_id: str, status: str) -> dict:
         return await self.until(
             actor, f"/missions/missions/{mission_id}", lambda m: m.get("status") == status, f"mission {status}"
@@ -197,20 +212,8 @@ async def test_a_mission_of_an_organisation_not_yet_approved_waits_for_the_appro
         },
     )
     organization_id = created["organization_id"]
-    mission_id = (
-        await platform.ok(
-            MANAGER_B,
-            "POST",
-            f"/missions/organizations/{organization_id}/missions",
-            json={**MISSION, "place": {"postal_code": "29200"}},
-        )
-    )["mission_id"]
-    await platform.ok(MANAGER_B, "POST", f"/missions/missions/{mission_id}/submit")
-    await platform.until(
-        REFERENT_29,
-        "/moderation/departments/29/queue",
-        lambda q: any(e["id"] == mission_id for e in q),
-        "the mission in the queue",
+    mission_id = await platform.submitted_mission(
+        MANAGER_B, organization_id, REFERENT_29, "29", {**MISSION, "place": {"postal_code": "29200"}}
     )
     await platform.ok(REFERENT_29, "POST", f"/moderation/missions/{mission_id}/decision", json={"decision": "validate"})
     await platform.mission_status(MANAGER_B, mission_id, "validated")
@@ -224,20 +227,8 @@ async def test_a_mission_of_an_organisation_not_yet_approved_waits_for_the_appro
 async def test_territorial_scoping_role_by_role(platform):
     org_a = await platform.register_approved_organization(MANAGER_A, "56000", REFERENT_56)
     org_b = await platform.register_approved_organization(MANAGER_B, "29200", REFERENT_29)
-    mission_b = (
-        await platform.ok(
-            MANAGER_B,
-            "POST",
-            f"/missions/organizations/{org_b}/missions",
-            json={**MISSION, "place": {"postal_code": "29200"}},
-        )
-    )["mission_id"]
-    await platform.ok(MANAGER_B, "POST", f"/missions/missions/{mission_b}/submit")
-    await platform.until(
-        REFERENT_29,
-        "/moderation/departments/29/queue",
-        lambda q: any(e["id"] == mission_b for e in q),
-        "mission B in the queue",
+    mission_b = await platform.submitted_mission(
+        MANAGER_B, org_b, REFERENT_29, "29", {**MISSION, "place": {"postal_code": "29200"}}
     )
 
     def expect(status: int, code: str):
@@ -288,16 +279,7 @@ async def test_territorial_scoping_role_by_role(platform):
 async def test_two_referents_deciding_at_once_one_wins_the_other_gets_a_conflict(platform):
     await platform.ok(ADMIN, "PUT", "/moderation/referents/ref-56-bis", json={"departments": ["56"]})
     organization_id = await platform.register_approved_organization(MANAGER_A, "56000", REFERENT_56)
-    mission_id = (
-        await platform.ok(MANAGER_A, "POST", f"/missions/organizations/{organization_id}/missions", json=MISSION)
-    )["mission_id"]
-    await platform.ok(MANAGER_A, "POST", f"/missions/missions/{mission_id}/submit")
-    await platform.until(
-        REFERENT_56,
-        "/moderation/departments/56/queue",
-        lambda q: any(e["id"] == mission_id for e in q),
-        "the mission in the queue",
-    )
+    mission_id = await platform.submitted_mission(MANAGER_A, organization_id, REFERENT_56, "56", MISSION)
     other = Actor(id="ref-56-bis", role="referent")
     answers = await asyncio.gather(
         platform.call(
@@ -316,16 +298,7 @@ async def test_two_referents_deciding_at_once_one_wins_the_other_gets_a_conflict
 
 async def test_a_redelivered_decision_changes_nothing_more(platform):
     organization_id = await platform.register_approved_organization(MANAGER_A, "56000", REFERENT_56)
-    mission_id = (
-        await platform.ok(MANAGER_A, "POST", f"/missions/organizations/{organization_id}/missions", json=MISSION)
-    )["mission_id"]
-    await platform.ok(MANAGER_A, "POST", f"/missions/missions/{mission_id}/submit")
-    await platform.until(
-        REFERENT_56,
-        "/moderation/departments/56/queue",
-        lambda q: any(e["id"] == mission_id for e in q),
-        "the mission in the queue",
-    )
+    mission_id = await platform.submitted_mission(MANAGER_A, organization_id, REFERENT_56, "56", MISSION)
     await platform.ok(REFERENT_56, "POST", f"/moderation/missions/{mission_id}/decision", json={"decision": "validate"})
     await platform.mission_status(VOLUNTEER, mission_id, "published")
     missions_store = platform.app.state.runtime.context("missions").store
@@ -345,18 +318,7 @@ async def test_a_redelivered_decision_changes_nothing_more(platform):
 
 async def published_mission(platform: Platform, **change) -> str:
     organization_id = await platform.register_approved_organization(MANAGER_A, "56000", REFERENT_56)
-    mission_id = (
-        await platform.ok(
-            MANAGER_A, "POST", f"/missions/organizations/{organization_id}/missions", json={**MISSION, **change}
-        )
-    )["mission_id"]
-    await platform.ok(MANAGER_A, "POST", f"/missions/missions/{mission_id}/submit")
-    await platform.until(
-        REFERENT_56,
-        "/moderation/departments/56/queue",
-        lambda q: any(e["id"] == mission_id for e in q),
-        "the mission in the queue",
-    )
+    mission_id = await platform.submitted_mission(MANAGER_A, organization_id, REFERENT_56, "56", {**MISSION, **change})
     await platform.ok(REFERENT_56, "POST", f"/moderation/missions/{mission_id}/decision", json={"decision": "validate"})
     await platform.mission_status(VOLUNTEER, mission_id, "published")
     return mission_id
