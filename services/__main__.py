@@ -2,9 +2,10 @@
 
 from services.missions import service as missions
 from services.moderation import service as moderation
+from services.volunteers import service as volunteers
 from shared.runtime.app import serve
 
-SERVICES = [missions, moderation]
+SERVICES = [missions, moderation, volunteers]
 
 if __name__ == "__main__":
     serve(SERVICES, title="Civique")

@@ -117,12 +117,12 @@ async def on_mission_event(documents: DocumentStore, event: Event, env: Envelope
 
 async def on_application_event(documents: DocumentStore, event: Event, env: Envelope) -> None:
     """Which applications hold a place: accepted and not withdrawn, cancelled or refused since."""
-    current = await documents.get(PLACES, env.stream_id)
+    current = await documents.get(PLACES, event.application_id)
     if current is not None and current["version"] >= env.stream_version:
         return
     await documents.put(
         PLACES,
-        env.stream_id,
+        event.application_id,
         {
             "mission_id": event.mission_id,
             "accepted": isinstance(event, ApplicationAccepted),

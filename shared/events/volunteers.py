@@ -70,15 +70,23 @@ class VolunteerErased(VolunteerEvent):
     age_bracket: AgeBracket
 
 
-class ApplicationEvent(Event):
+def roster_stream(mission_id: str) -> str:
+    """One stream per mission for its applications and waitlist: capacity is checked on one version."""
+    return f"roster-{mission_id}"
+
+
+class RosterEvent(Event):
     topic = "volunteers.application"
-    application_id: str
     mission_id: str
     volunteer_id: str
     organization_id: str
 
     def stream_id(self) -> str:
-        return self.application_id
+        return roster_stream(self.mission_id)
+
+
+class ApplicationEvent(RosterEvent):
+    application_id: str
 
 
 @catalog.register
@@ -107,3 +115,13 @@ class ApplicationWithdrawn(ApplicationEvent):
 @catalog.register
 class ApplicationCancelled(ApplicationEvent):
     reason: CancellationReason
+
+
+@catalog.register
+class VolunteerWaitlisted(RosterEvent):
+    """The mission was full: the volunteer queues for the next free place."""
+
+
+@catalog.register
+class VolunteerLeftWaitlist(RosterEvent):
+    reason: Literal["left", "mission_closed", "volunteer_erased"]

@@ -21,6 +21,11 @@ class Settings(BaseSettings):
     consumer_max_attempts: int = Field(default=5, ge=1)
     consumer_retry_backoff_s: float = Field(default=0.2, ge=0)
     relay_interval_s: float = Field(default=0.05, gt=0)
+    # crisis mode (DOMAIN.md): volunteers aged 70+ or declaring a health risk apply to remote missions only
+    crisis_mode: bool = True
+    max_pending_applications: int = Field(default=5, ge=1)
+    # keys the e-mail index (HMAC) so that a leaked read model does not list e-mails; set it in production
+    personal_data_pepper: str = "civique-development-pepper"
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: Literal["debug", "info", "warning", "error"] = "info"

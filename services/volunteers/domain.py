@@ -1,0 +1,400 @@
+"""Volunteers and their applications: state from events, commands that check rules and return events.
+
+A mission's applications and waitlist form one aggregate, its *roster* (one stream per mission):
+every acceptance is decided on the roster's version, so a mission never gets more accepted
+volunteers than places, whatever the concurrency.
+"""
+
+import re
+from dataclasses import dataclass, field, replace
+from datetime import date
+from typing import Literal
+
+from shared.events import (
+    ApplicationAccepted,
+    ApplicationCancelled,
+    ApplicationReceived,
+    ApplicationRefused,
+    ApplicationWithdrawn,
+    Event,
+    VolunteerErased,
+    VolunteerLeftWaitlist,
+    VolunteerProfileUpdated,
+    VolunteerRegistered,
+    VolunteerWaitlisted,
+)
+from shared.events.vocabulary import AgeBracket, Sealed
+from shared.events.volunteers import ApplicationRefusalReason, CancellationReason, WithdrawalReason
+from shared.runtime.problems import Problem
+
+MIN_AGE, MAX_AGE, CRISIS_AGE = 16, 100, 70
+MOBILE = re.compile(r"^(?:\+33|0033|0)([67]\d{8})$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+ApplicationStatus = Literal["pending", "accepted", "refused", "withdrawn", "cancelled"]
+LIVE: tuple[ApplicationStatus, ...] = ("pending", "accepted")
+
+
+def age_on(birth_date: date, today: date) -> int:
+    return today.year - birth_date.year - ((today.month, today.day) < (birth_date.month, birth_date.day))
+
+
+def age_bracket(age: int) -> AgeBracket:
+    for upper, bracket in ((17, "16-17"), (24, "18-24"), (34, "25-34"), (49, "35-49"), (64, "50-64"), (69, "65-69")):
+        if age <= upper:
+            return bracket
+    return "70+"
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def normalize_mobile(phone: str) -> str | None:
+    """A French mobile number as +33XXXXXXXXX, or None."""
+    match = MOBILE.match(re.sub(r"[\s.\-()]", "", phone))
+    return f"+33{match.group(1)}" if match else None
+
+
+def check_identity(email: str, phone: str, birth_date: date, today: date) -> None:
+    """Sign-up rules: a valid e-mail, a French mobile number, 16 to 100 years old."""
+    fields = {}
+    if not EMAIL.match(normalize_email(email)):
+        fields["email"] = "Adresse e-mail invalide."
+    if normalize_mobile(phone) is None:
+        fields["phone"] = "Indiquez un numéro de mobile français (06 ou 07)."
+    age = age_on(birth_date, today)
+    if age < MIN_AGE:
+        fields["birth_date"] = "Il faut avoir au moins 16 ans pour s’engager."
+    elif age > MAX_AGE:
+        fields["birth_date"] = "Vérifiez votre date de naissance."
+    if fields:
+        raise Problem(422, "invalid_volunteer", "Certaines informations sont invalides.", fields=fields)
+
+
+# ---- eligibility ----
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What eligibility needs to know of a volunteer (decrypted by the handler)."""
+
+    id: str
+    age: int
+    health_risk: bool
+
+
+@dataclass(frozen=True)
+class OpenMission:
+    """What the volunteers service knows of a mission, from the missions service's events."""
+
+    id: str
+    organization_id: str
+    status: str
+    places: int
+    remote: bool
+    open_to_minors: bool
+
+
+def eligibility_problem(candidate: Candidate, mission: OpenMission, crisis_mode: bool) -> Problem | None:
+    if candidate.age < 18 and not mission.open_to_minors:
+        return Problem(403, "minors_not_accepted", "Cette mission n’est pas ouverte aux moins de 18 ans.")
+    if crisis_mode and not mission.remote and (candidate.age >= CRISIS_AGE or candidate.health_risk):
+        return Problem(
+            403,
+            "onsite_not_allowed_in_crisis",
+            "Pendant la crise, les personnes de 70 ans et plus ou à risque participent aux missions à distance.",
+        )
+    return None
+
+
+# ---- the roster ----
+
+
+@dataclass(frozen=True)
+class Application:
+    id: str
+    volunteer_id: str
+    status: ApplicationStatus
+
+
+@dataclass(frozen=True)
+class Roster:
+    mission_id: str
+    applications: dict[str, Application] = field(default_factory=dict)
+    waitlist: tuple[str, ...] = ()
+
+    @classmethod
+    def replay(cls, mission_id: str, events: list[Event]) -> "Roster":
+        roster = cls(mission_id)
+        for event in events:
+            roster = roster.apply(event)
+        return roster
+
+    def apply(self, event: Event) -> "Roster":
+        match event:
+            case ApplicationReceived():
+                applications = {
+                    **self.applications,
+                    event.application_id: Application(event.application_id, event.volunteer_id, "pending"),
+                }
+                waitlist = tuple(v for v in self.waitlist if v != event.volunteer_id)
+                return replace(self, applications=applications, waitlist=waitlist)
+            case ApplicationAccepted() | ApplicationRefused() | ApplicationWithdrawn() | ApplicationCancelled():
+                status = STATUS_AFTER[type(event)]
+                current = self.applications[event.application_id]
+                return replace(
+                    self, applications={**self.applications, event.application_id: replace(current, status=status)}
+                )
+            case VolunteerWaitlisted():
+                return replace(self, waitlist=(*self.waitlist, event.volunteer_id))
+            case VolunteerLeftWaitlist():
+                return replace(self, waitlist=tuple(v for v in self.waitlist if v != event.volunteer_id))
+        return self
+
+    @property
+    def accepted(self) -> int:
+        return sum(a.status == "accepted" for a in self.applications.values())
+
+    def live_application_of(self, volunteer_id: str) -> Application | None:
+        return next(
+            (a for a in self.applications.values() if a.volunteer_id == volunteer_id and a.status in LIVE), None
+        )
+
+    def application(self, application_id: str) -> Application:
+        try:
+            return self.applications[application_id]
+        except KeyError:
+            raise Problem(404, "application_not_found", "Cette candidature est introuvable.") from None
+
+
+STATUS_AFTER: dict[type[Event], ApplicationStatus] = {
+    ApplicationAccepted: "accepted",
+    ApplicationRefused: "refused",
+    ApplicationWithdrawn: "withdrawn",
+    ApplicationCancelled: "cancelled",
+}
+MISSION_FULL = Problem(409, "mission_full", "Cette mission est complète : vous pouvez rejoindre la liste d’attente.")
+
+
+def free_places(roster: Roster, mission: OpenMission) -> int:
+    return max(0, mission.places - roster.accepted)
+
+
+def require_open(mission: OpenMission) -> None:
+    if mission.status not in ("published", "filled"):
+        raise Problem(409, "mission_not_open", "Cette mission n’accepte pas de candidatures.")
+
+
+def apply_to(
+    roster: Roster,
+    mission: OpenMission,
+    candidate: Candidate,
+    application_id: str,
+    message: Sealed | None,
+    pending_elsewhere: int,
+    max_pending: int,
+    crisis_mode: bool,
+) -> list[Event]:
+    require_open(mission)
+    if roster.live_application_of(candidate.id):
+        raise Problem(409, "already_applied", "Vous avez déjà candidaté à cette mission.")
+    if problem := eligibility_problem(candidate, mission, crisis_mode):
+        raise problem
+    if free_places(roster, mission) == 0:
+        raise MISSION_FULL
+    if pending_elsewhere >= max_pending:
+        raise Problem(
+            409,
+            "too_many_applications",
+            f"Vous avez déjà {max_pending} candidatures en attente : attendez une réponse ou retirez-en une.",
+        )
+    return [
+        ApplicationReceived(
+            application_id=application_id,
+            mission_id=mission.id,
+            volunteer_id=candidate.id,
+            organization_id=mission.organization_id,
+            message=message,
+        )
+    ]
+
+
+def accept(roster: Roster, mission: OpenMission, application_id: str) -> list[Event]:
+    application = roster.application(application_id)
+    if application.status != "pending":
+        raise Problem(409, "application_not_pending", "Cette candidature n’est plus en attente.")
+    if free_places(roster, mission) == 0:
+        raise Problem(409, "mission_full", "Cette mission est complète : toutes les places sont prises.")
+    return [
+        ApplicationAccepted(
+            application_id=application_id,
+            mission_id=mission.id,
+            volunteer_id=application.volunteer_id,
+            organization_id=mission.organization_id,
+        )
+    ]
+
+
+def refuse(
+    roster: Roster, mission: OpenMission, application_id: str, reason: ApplicationRefusalReason, comment: str | None
+) -> list[Event]:
+    application = roster.application(application_id)
+    if application.status not in LIVE:
+        raise Problem(409, "application_closed", "Cette candidature est déjà close.")
+    return [
+        ApplicationRefused(
+            application_id=application_id,
+            mission_id=mission.id,
+            volunteer_id=application.volunteer_id,
+            organization_id=mission.organization_id,
+            reason=reason,
+            comment=comment,
+        )
+    ]
+
+
+def withdraw(
+    roster: Roster,
+    mission: OpenMission,
+    application_id: str,
+    volunteer_id: str,
+    reason: WithdrawalReason,
+    comment: str | None,
+) -> list[Event]:
+    application = roster.application(application_id)
+    if application.volunteer_id != volunteer_id:
+        raise Problem(404, "application_not_found", "Cette candidature est introuvable.")
+    if application.status not in LIVE:
+        raise Problem(409, "application_closed", "Cette candidature est déjà close.")
+    return [
+        ApplicationWithdrawn(
+            application_id=application_id,
+            mission_id=mission.id,
+            volunteer_id=volunteer_id,
+            organization_id=mission.organization_id,
+            reason=reason,
+            comment=comment,
+        )
+    ]
+
+
+def join_waitlist(roster: Roster, mission: OpenMission, candidate: Candidate, crisis_mode: bool) -> list[Event]:
+    require_open(mission)
+    if roster.live_application_of(candidate.id) or candidate.id in roster.waitlist:
+        raise Problem(409, "already_applied", "Vous êtes déjà candidat ou sur la liste d’attente.")
+    if problem := eligibility_problem(candidate, mission, crisis_mode):
+        raise problem
+    if free_places(roster, mission) > 0:
+        raise Problem(409, "places_left", "Il reste des places : candidatez directement.")
+    return [
+        VolunteerWaitlisted(mission_id=mission.id, volunteer_id=candidate.id, organization_id=mission.organization_id)
+    ]
+
+
+def leave_waitlist(roster: Roster, mission: OpenMission, volunteer_id: str) -> list[Event]:
+    if volunteer_id not in roster.waitlist:
+        raise Problem(404, "not_on_waitlist", "Vous n’êtes pas sur la liste d’attente.")
+    return [
+        VolunteerLeftWaitlist(
+            mission_id=mission.id, volunteer_id=volunteer_id, organization_id=mission.organization_id, reason="left"
+        )
+    ]
+
+
+def promote(
+    roster: Roster, mission: OpenMission, candidates: dict[str, Candidate], crisis_mode: bool, new_id: str
+) -> list[Event]:
+    """A place is free: the first eligible volunteer of the waitlist gets a pending application."""
+    if mission.status not in ("published", "filled") or free_places(roster, mission) == 0:
+        return []
+    for volunteer_id in roster.waitlist:
+        candidate = candidates.get(volunteer_id)
+        if candidate and eligibility_problem(candidate, mission, crisis_mode) is None:
+            return [
+                ApplicationReceived(
+                    application_id=new_id,
+                    mission_id=mission.id,
+                    volunteer_id=volunteer_id,
+                    organization_id=mission.organization_id,
+                    promoted_from_waitlist=True,
+                )
+            ]
+    return []
+
+
+def close_roster(
+    roster: Roster, mission: OpenMission, why: Literal["cancelled", "closed", "unpublished"]
+) -> list[Event]:
+    """The mission ended: pending applications cancelled (or refused when it closed), the waitlist emptied."""
+    events: list[Event] = []
+    common = {"mission_id": mission.id, "organization_id": mission.organization_id}
+    for application in roster.applications.values():
+        if application.status != "pending":
+            continue
+        ids = {"application_id": application.id, "volunteer_id": application.volunteer_id}
+        if why == "closed":
+            events.append(ApplicationRefused(**common, **ids, reason="mission_closed"))
+        else:
+            reason: CancellationReason = "mission_cancelled" if why == "cancelled" else "mission_unpublished"
+            events.append(ApplicationCancelled(**common, **ids, reason=reason))
+    events += [VolunteerLeftWaitlist(**common, volunteer_id=v, reason="mission_closed") for v in roster.waitlist]
+    return events
+
+
+def erase_from(roster: Roster, mission: OpenMission, volunteer_id: str) -> list[Event]:
+    """An erased volunteer's live application is cancelled and they leave the waitlist."""
+    common = {"mission_id": mission.id, "organization_id": mission.organization_id, "volunteer_id": volunteer_id}
+    events: list[Event] = []
+    if application := roster.live_application_of(volunteer_id):
+        events.append(ApplicationCancelled(**common, application_id=application.id, reason="volunteer_erased"))
+    if volunteer_id in roster.waitlist:
+        events.append(VolunteerLeftWaitlist(**common, reason="volunteer_erased"))
+    return events
+
+
+# ---- the volunteer ----
+
+
+@dataclass(frozen=True)
+class Volunteer:
+    id: str
+    registered: bool = False
+    erased: bool = False
+    personal: Sealed | None = None
+    department: str = ""
+    age_bracket: AgeBracket = "18-24"
+
+    @classmethod
+    def replay(cls, volunteer_id: str, events: list[Event]) -> "Volunteer":
+        volunteer = cls(volunteer_id)
+        for event in events:
+            match event:
+                case VolunteerRegistered():
+                    volunteer = replace(
+                        volunteer,
+                        registered=True,
+                        personal=event.personal,
+                        department=event.department,
+                        age_bracket=event.age_bracket,
+                    )
+                case VolunteerProfileUpdated():
+                    volunteer = replace(
+                        volunteer,
+                        personal=event.personal or volunteer.personal,
+                        department=event.department or volunteer.department,
+                        age_bracket=event.age_bracket or volunteer.age_bracket,
+                    )
+                case VolunteerErased():
+                    volunteer = replace(volunteer, erased=True)
+        return volunteer
+
+    def require_active(self) -> None:
+        if not self.registered or self.erased:
+            raise Problem(404, "volunteer_not_found", "Ce profil de bénévole est introuvable.")
+
+
+def erase_volunteer(volunteer: Volunteer) -> list[Event]:
+    volunteer.require_active()
+    return [
+        VolunteerErased(volunteer_id=volunteer.id, department=volunteer.department, age_bracket=volunteer.age_bracket)
+    ]
