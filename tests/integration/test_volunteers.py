@@ -403,3 +403,30 @@ async def test_export_then_erasure_leaves_no_personal_field_readable_anywhere(vo
     # the same e-mail may sign up again, as a new volunteer
     again = await volunteers.call(None, "POST", "/volunteers", json=person(61, email="marguerite.yourcenar@exemple.fr"))
     assert again.status_code == 201 and again.json()["volunteer_id"] != volunteer.id
+
+
+async def test_a_volunteer_updates_their_profile(volunteers):
+    volunteer = await volunteers.sign_up(70)
+    changed = await volunteers.call(
+        volunteer,
+        "PATCH",
+        f"/volunteers/{volunteer.id}",
+        json={"phone": "07 11 22 33 44", "postal_code": "29200", "mode": "remote"},
+    )
+    assert changed.status_code == 204
+
+    async def updated() -> bool:
+        profile = (await volunteers.call(volunteer, "GET", f"/volunteers/{volunteer.id}")).json()
+        return profile.get("department") == "29" and profile.get("mode") == "remote"
+
+    await eventually(updated, what="the updated profile")
+    profile = (await volunteers.call(volunteer, "GET", f"/volunteers/{volunteer.id}")).json()
+    assert profile["phone"] == "+33711223344" and profile["first_name"] == "Prénom70"
+    refused = await volunteers.call(volunteer, "PATCH", f"/volunteers/{volunteer.id}", json={"phone": "12"})
+    assert (refused.status_code, refused.json()["code"]) == (422, "invalid_volunteer")
+    other = await volunteers.sign_up(71)
+    assert (
+        await volunteers.call(other, "PATCH", f"/volunteers/{volunteer.id}", json={"mode": "both"})
+    ).status_code == 403
+    stream = await volunteers.context.store.read(volunteer.id)
+    assert [e.type for e in stream] == ["VolunteerRegistered", "VolunteerProfileUpdated"]
