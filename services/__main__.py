@@ -1,11 +1,12 @@
 """python -m services: the whole platform in one process (embedded backend by default)."""
 
+from services.gateway import service as gateway
 from services.missions import service as missions
 from services.moderation import service as moderation
 from services.volunteers import service as volunteers
 from shared.runtime.app import serve
 
-SERVICES = [missions, moderation, volunteers]
+SERVICES = [gateway, missions, moderation, volunteers]
 
 if __name__ == "__main__":
     serve(SERVICES, title="Civique")

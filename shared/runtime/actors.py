@@ -5,9 +5,10 @@ never the scope: each service checks scope against its own data (a manager again
 organisation's managers, a referent against the departments it was appointed to).
 """
 
+import hmac
 from typing import Annotated
 
-from fastapi import Depends, Header
+from fastapi import Depends, Header, Request
 
 from shared.events import Actor, Role
 from shared.runtime.problems import Problem
@@ -16,23 +17,30 @@ ROLES: tuple[Role, ...] = ("volunteer", "manager", "referent", "admin")
 
 
 def acting_user(
+    request: Request,
     x_actor_id: Annotated[str | None, Header()] = None,
     x_actor_role: Annotated[str | None, Header()] = None,
+    x_internal_token: Annotated[str | None, Header()] = None,
 ) -> Actor:
-    """FastAPI dependency: the acting user, or 401 when the request carries none."""
+    """FastAPI dependency: the acting user, or 401 when the request carries none (or not from the gateway)."""
+    expected = request.app.state.runtime.settings.internal_token
+    if expected and not hmac.compare_digest((x_internal_token or "").encode(), expected.encode()):
+        raise Problem(401, "unauthenticated", "Vous devez être connecté.")
     if not x_actor_id or x_actor_role not in ROLES:
         raise Problem(401, "unauthenticated", "Vous devez être connecté.")
     return Actor(id=x_actor_id, role=x_actor_role)
 
 
 def optional_acting_user(
+    request: Request,
     x_actor_id: Annotated[str | None, Header()] = None,
     x_actor_role: Annotated[str | None, Header()] = None,
+    x_internal_token: Annotated[str | None, Header()] = None,
 ) -> Actor | None:
     """FastAPI dependency: the acting user, or None for an anonymous visitor."""
     if not x_actor_id and not x_actor_role:
         return None
-    return acting_user(x_actor_id, x_actor_role)
+    return acting_user(request, x_actor_id, x_actor_role, x_internal_token)
 
 
 ActingUser = Annotated[Actor, Depends(acting_user)]
@@ -45,6 +53,9 @@ def require_role(actor: Actor, *roles: Role) -> None:
         raise Problem(403, "forbidden", "Vous n’avez pas le droit de faire cette action.")
 
 
-def actor_headers(actor: Actor) -> dict[str, str]:
+def actor_headers(actor: Actor, internal_token: str | None = None) -> dict[str, str]:
     """The headers a trusted caller (the gateway, a test) sends on behalf of `actor`."""
-    return {"x-actor-id": actor.id, "x-actor-role": actor.role}
+    headers = {"x-actor-id": actor.id, "x-actor-role": actor.role}
+    if internal_token:
+        headers["x-internal-token"] = internal_token
+    return headers

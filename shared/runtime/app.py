@@ -6,6 +6,7 @@ One process can host one service (`python -m services.missions`) or all of them
 
 import asyncio
 import contextlib
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -214,7 +215,19 @@ def create_app(settings: Settings, services: Sequence[Service], *, title: str = 
 
 def serve(services: Sequence[Service], *, title: str) -> None:
     """Run `services` in this process with uvicorn, configured by CIVIQUE_* settings."""
-    settings = Settings()
+    settings = with_process_secrets(Settings())
     app = create_app(settings, services, title=title)
     print(f"{title} ({settings.backend}) on http://{settings.host}:{settings.port}", flush=True)
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+
+
+def with_process_secrets(settings: Settings) -> Settings:
+    """Embedded runs draw the gateway's secrets at start; production must set them (fail fast)."""
+    missing = {
+        name: secrets.token_urlsafe(32) for name in ("jwt_secret", "internal_token") if getattr(settings, name) is None
+    }
+    if missing and settings.backend != "embedded":
+        raise SystemExit(
+            f"set CIVIQUE_{'/CIVIQUE_'.join(n.upper() for n in missing)} for the {settings.backend} backend"
+        )
+    return settings.model_copy(update=missing)

@@ -53,11 +53,13 @@ FIELD_MESSAGES = {
 }
 
 
-def problem_response(status: int, code: str, detail: str, fields: dict[str, str] | None = None) -> JSONResponse:
+def problem_response(
+    status: int, code: str, detail: str, fields: dict[str, str] | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
     body: dict[str, Any] = {"status": status, "code": code, "detail": detail}
     if fields:
         body["fields"] = fields
-    return JSONResponse(body, status_code=status, media_type="application/problem+json")
+    return JSONResponse(body, status_code=status, media_type="application/problem+json", headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -65,7 +67,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Problem)
     async def on_problem(_: Request, exc: Problem) -> JSONResponse:
-        return problem_response(exc.status, exc.code, exc.detail, exc.fields)
+        return problem_response(exc.status, exc.code, exc.detail, exc.fields, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -4,6 +4,15 @@
 class Problem(Exception):
     """A refusal meant for the client: status, stable code, French message, optional field errors."""
 
-    def __init__(self, status: int, code: str, detail: str, *, fields: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        *,
+        fields: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(code)
         self.status, self.code, self.detail, self.fields = status, code, detail, fields or {}
+        self.headers = headers or {}

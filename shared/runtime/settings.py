@@ -26,6 +26,18 @@ class Settings(BaseSettings):
     max_pending_applications: int = Field(default=5, ge=1)
     # keys the e-mail index (HMAC) so that a leaked read model does not list e-mails; set it in production
     personal_data_pepper: str = "civique-development-pepper"
+    # gateway: secrets come from the environment in production; embedded runs draw them at start
+    jwt_secret: str | None = None
+    internal_token: str | None = None  # proves to a service that the gateway relays the acting user
+    access_token_ttl_s: int = Field(default=900, ge=30)
+    refresh_token_ttl_s: int = Field(default=30 * 24 * 3600, ge=60)
+    invitation_ttl_s: int = Field(default=72 * 3600, ge=60)
+    rate_limit_per_minute: int = Field(default=120, ge=1)
+    sensitive_rate_limit_per_minute: int = Field(default=10, ge=1)  # sign-up, login, invitations
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    missions_url: str = "http://127.0.0.1:8001"
+    moderation_url: str = "http://127.0.0.1:8002"
+    volunteers_url: str = "http://127.0.0.1:8003"
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: Literal["debug", "info", "warning", "error"] = "info"

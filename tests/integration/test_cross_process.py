@@ -18,7 +18,8 @@ STREAMS, VERSIONS = 10, 30
 def env_of(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     for name, value in settings.model_dump().items():
-        env[f"CIVIQUE_{name.upper()}"] = str(value)
+        if value is not None:
+            env[f"CIVIQUE_{name.upper()}"] = str(value)
     return env
 
 

@@ -31,8 +31,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+INTERNAL_TOKEN, JWT_SECRET = "process-test-internal-token", "process-test-jwt-secret"
+
+
 def start(module: str, settings, port: int) -> subprocess.Popen:
-    env = env_of(settings) | {"CIVIQUE_PORT": str(port)}
+    env = env_of(settings) | {
+        "CIVIQUE_PORT": str(port),
+        "CIVIQUE_INTERNAL_TOKEN": INTERNAL_TOKEN,
+        "CIVIQUE_JWT_SECRET": JWT_SECRET,
+    }
     return subprocess.Popen(
         [sys.executable, "-m", module], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
@@ -59,7 +66,7 @@ def urls(settings) -> Iterator[dict[str, str]]:
 
 
 async def call(client: httpx.AsyncClient, actor: Actor, method: str, url: str, **kwargs) -> dict | list | None:
-    answer = await client.request(method, url, headers=actor_headers(actor), **kwargs)
+    answer = await client.request(method, url, headers=actor_headers(actor, INTERNAL_TOKEN), **kwargs)
     assert answer.status_code < 300, f"{method} {url}: {answer.text}"
     return answer.json() if answer.content else None
 
@@ -67,7 +74,7 @@ async def call(client: httpx.AsyncClient, actor: Actor, method: str, url: str, *
 async def until(client: httpx.AsyncClient, actor: Actor, url: str, check, what: str) -> None:
     async def holds() -> bool:
         try:
-            answer = await client.get(url, headers=actor_headers(actor))
+            answer = await client.get(url, headers=actor_headers(actor, INTERNAL_TOKEN))
         except httpx.TransportError:  # still starting
             return False
         return answer.status_code == 200 and check(answer.json())

@@ -1,0 +1,215 @@
+"""Gateway application layer: accounts, sessions (JWT + refresh tokens), referent invitations."""
+
+import hashlib
+import hmac
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerifyMismatchError
+
+from services.gateway import domain
+from shared.events import Actor, Role, new_id
+from shared.events.vocabulary import Sealed
+from shared.runtime.app import ServiceContext
+from shared.runtime.ports import DuplicateKeyError
+from shared.runtime.problems import Problem
+from shared.runtime.vault import Vault
+
+ACCOUNTS, ATTEMPTS, REFRESH_TOKENS, INVITATIONS = "accounts", "login_attempts", "refresh_tokens", "invitations"
+HASHER = PasswordHasher()
+# verifying against this when the e-mail is unknown makes both failures cost the same time
+DUMMY_HASH = HASHER.hash(domain.new_secret())
+ALGORITHM = "HS256"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Accounts:
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.documents, self.settings = ctx.documents, ctx.settings
+        self.vault = Vault(ctx.documents)
+        assert self.settings.jwt_secret, "the gateway needs CIVIQUE_JWT_SECRET"
+        self.secret = self.settings.jwt_secret
+
+    def email_key(self, email: str) -> str:
+        pepper = self.settings.personal_data_pepper.encode()
+        return hmac.new(pepper, email.strip().lower().encode(), hashlib.sha256).hexdigest()
+
+    async def setup(self) -> None:
+        await self.documents.ensure_index(ACCOUNTS, ["email_key"], unique=True)
+
+    # ---- accounts ----
+
+    async def create(
+        self,
+        email: str,
+        password: str,
+        role: Role,
+        account_id: str | None = None,
+        scope: domain.Scope = domain.NO_SCOPE,
+    ) -> dict[str, Any]:
+        """A new account; the same e-mail and password again returns the existing one (idempotent)."""
+        domain.check_password(password, email=email)
+        account_id = account_id or new_id()
+        account = {
+            "id": account_id,
+            "email_key": self.email_key(email),
+            "role": role,
+            "email": (await self.vault.seal(account_id, {"email": email.strip().lower()})).model_dump(),
+            "password_hash": HASHER.hash(password),
+            "organizations": list(scope.organizations),
+            "departments": list(scope.departments),
+            "created_at": now().isoformat(),
+        }
+        try:
+            await self.documents.insert(ACCOUNTS, account_id, account)
+        except DuplicateKeyError:
+            existing = await self.by_email(email)
+            if existing and existing["role"] == role and self._verify(existing["password_hash"], password):
+                return existing
+            raise Problem(409, "email_taken", "Un compte existe déjà avec cette adresse : connectez-vous.") from None
+        return account
+
+    async def by_email(self, email: str) -> dict[str, Any] | None:
+        found = await self.documents.find(ACCOUNTS, {"email_key": self.email_key(email)}, limit=1)
+        return found[0] if found else None
+
+    async def add_organization(self, account_id: str, organization_id: str) -> None:
+        account = await self.documents.get(ACCOUNTS, account_id)
+        if account and organization_id not in account["organizations"]:
+            await self.documents.put(
+                ACCOUNTS, account_id, {**account, "organizations": [*account["organizations"], organization_id]}
+            )
+
+    async def delete(self, account_id: str) -> None:
+        """Erasure: the account and its sealed e-mail go."""
+        await self.documents.delete(ACCOUNTS, account_id)
+        await self.vault.forget(account_id)
+
+    @staticmethod
+    def _verify(password_hash: str, password: str) -> bool:
+        try:
+            return HASHER.verify(password_hash, password)
+        except (VerifyMismatchError, InvalidHashError):
+            return False
+
+    # ---- sessions ----
+
+    async def login(self, email: str, password: str) -> dict[str, Any]:
+        """Tokens for valid credentials. Unknown e-mail and wrong password answer alike, in the same time."""
+        key = self.email_key(email)
+        attempts = await self.documents.get(ATTEMPTS, key) or {"failures": 0, "locked_until": None}
+        if attempts["locked_until"] and datetime.fromisoformat(attempts["locked_until"]) > now():
+            raise domain.LOCKED
+        account = await self.by_email(email)
+        valid = self._verify(account["password_hash"] if account else DUMMY_HASH, password)
+        if not (valid and account):
+            failures = attempts["failures"] + 1
+            locked = domain.lock_after(failures, now())
+            await self.documents.put(
+                ATTEMPTS, key, {"failures": failures, "locked_until": locked.isoformat() if locked else None}
+            )
+            raise domain.INVALID_CREDENTIALS
+        if attempts["failures"]:
+            await self.documents.delete(ATTEMPTS, key)
+        return await self.issue(account)
+
+    async def issue(self, account: dict[str, Any]) -> dict[str, Any]:
+        issued = now()
+        claims = {
+            "sub": account["id"],
+            "role": account["role"],
+            "iat": issued,
+            "exp": issued + timedelta(seconds=self.settings.access_token_ttl_s),
+            "jti": new_id(),
+        }
+        refresh = domain.new_secret()
+        await self.documents.insert(
+            REFRESH_TOKENS,
+            domain.digest(refresh),
+            {
+                "account_id": account["id"],
+                "revoked": False,
+                "expires_at": (issued + timedelta(seconds=self.settings.refresh_token_ttl_s)).isoformat(),
+            },
+        )
+        return {
+            "access_token": jwt.encode(claims, self.secret, algorithm=ALGORITHM),
+            "refresh_token": refresh,
+            "token_type": "Bearer",
+            "expires_in": self.settings.access_token_ttl_s,
+            "role": account["role"],
+            "account_id": account["id"],
+        }
+
+    async def refresh(self, token: str) -> dict[str, Any]:
+        """New tokens for a live refresh token, which is used up (rotation)."""
+        stored = await self.documents.get(REFRESH_TOKENS, domain.digest(token))
+        if stored is None or stored["revoked"] or datetime.fromisoformat(stored["expires_at"]) <= now():
+            raise Problem(401, "invalid_refresh_token", "Votre session a expiré : reconnectez-vous.")
+        await self.documents.put(REFRESH_TOKENS, domain.digest(token), {**stored, "revoked": True})
+        account = await self.documents.get(ACCOUNTS, stored["account_id"])
+        if account is None:
+            raise Problem(401, "invalid_refresh_token", "Votre session a expiré : reconnectez-vous.")
+        return await self.issue(account)
+
+    async def logout(self, token: str) -> None:
+        stored = await self.documents.get(REFRESH_TOKENS, domain.digest(token))
+        if stored is not None:
+            await self.documents.put(REFRESH_TOKENS, domain.digest(token), {**stored, "revoked": True})
+
+    def authenticate(self, authorization: str | None) -> Actor | None:
+        """The actor of a Bearer access token; None without one; 401 for a bad or expired one."""
+        if not authorization:
+            return None
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise Problem(401, "unauthenticated", "Vous devez être connecté.")
+        try:
+            claims = jwt.decode(token, self.secret, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]})
+        except jwt.ExpiredSignatureError:
+            raise Problem(401, "token_expired", "Votre session a expiré : reconnectez-vous.") from None
+        except jwt.InvalidTokenError:
+            raise Problem(401, "unauthenticated", "Vous devez être connecté.") from None
+        return Actor(id=claims["sub"], role=claims["role"])
+
+    # ---- referent invitations ----
+
+    async def invite(self, email: str, departments: list[str], admin: Actor) -> str:
+        """A single-use invitation token (sent by e-mail by the notifications service)."""
+        token = domain.new_secret()
+        await self.documents.insert(
+            INVITATIONS,
+            domain.digest(token),
+            {
+                "email": (await self.vault.seal(domain.digest(token), {"email": email.strip().lower()})).model_dump(),
+                "departments": departments,
+                "invited_by": admin.id,
+                "used": False,
+                "expires_at": (now() + timedelta(seconds=self.settings.invitation_ttl_s)).isoformat(),
+            },
+        )
+        return token
+
+    async def invitation(self, token: str) -> dict[str, Any]:
+        found = await self.documents.get(INVITATIONS, domain.digest(token))
+        if found is None or found["used"] or datetime.fromisoformat(found["expires_at"]) <= now():
+            raise Problem(410, "invitation_invalid", "Cette invitation a déjà servi ou a expiré.")
+        return found
+
+    async def accept_invitation(self, token: str, password: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The referent account (and the invitation, to appoint the referent to its departments)."""
+        invitation = await self.invitation(token)
+        email = (await self.vault.open(Sealed(**invitation["email"])) or {}).get("email")
+        if email is None:
+            raise Problem(410, "invitation_invalid", "Cette invitation a déjà servi ou a expiré.")
+        account = await self.create(
+            email, password, "referent", scope=domain.Scope(departments=tuple(invitation["departments"]))
+        )
+        await self.documents.put(INVITATIONS, domain.digest(token), {**invitation, "used": True})
+        await self.vault.forget(domain.digest(token))
+        return account, invitation
