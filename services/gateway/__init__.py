@@ -1,6 +1,7 @@
 """Gateway: accounts and roles, the public API (/api/v1), rate limits, idempotency keys."""
 
 from services.gateway.api import router
+from services.gateway.consumers import subscribers
 from services.gateway.handlers import Accounts
 from shared.runtime.app import Service, ServiceContext
 
@@ -9,4 +10,4 @@ async def setup(ctx: ServiceContext) -> None:
     await Accounts(ctx).setup()
 
 
-service = Service("gateway", routers=[router], on_start=setup)
+service = Service("gateway", routers=[router], subscribers=subscribers, on_start=setup)

@@ -17,10 +17,9 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.gateway.domain import check_password
-from services.gateway.handlers import Accounts
-from shared.events import Actor, Role
+from services.gateway.handlers import Accounts, Intake, Services, services_of
+from shared.events import Actor, ApplicationRequested, Role, SignUpRequested
 from shared.events.vocabulary import Department
-from shared.runtime.actors import actor_headers
 from shared.runtime.app import ServiceContext, service_context
 from shared.runtime.ports import DuplicateKeyError
 from shared.runtime.problems import Problem
@@ -128,13 +127,6 @@ ROUTES = [
         VOLUNTEERS,
     ),
     Route(
-        "POST",
-        "/missions/{mission_id}/applications",
-        "volunteers",
-        "/volunteers/missions/{mission_id}/applications",
-        VOLUNTEERS,
-    ),
-    Route(
         "GET",
         "/missions/{mission_id}/applications",
         "volunteers",
@@ -182,51 +174,8 @@ ROUTES = [
 # ---- calling the services ----
 
 
-class Services:
-    """HTTP to the services: in process for those this process hosts, over the network for the others."""
-
-    def __init__(self, request: Request) -> None:
-        runtime = request.app.state.runtime
-        self.token = runtime.settings.internal_token
-        in_process = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=request.app), base_url="http://in-process", timeout=10
-        )
-        urls = {
-            "missions": runtime.settings.missions_url,
-            "moderation": runtime.settings.moderation_url,
-            "volunteers": runtime.settings.volunteers_url,
-        }
-        self.clients = {
-            name: in_process
-            if name in runtime.running
-            else httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(10, connect=2))
-            for name, url in urls.items()
-        }
-
-    async def call(self, service: str, method: str, path: str, actor: Actor | None, **kwargs: Any) -> httpx.Response:
-        headers = {"content-type": "application/json"}
-        if actor is not None:
-            headers |= actor_headers(actor, self.token)
-        elif self.token:
-            headers["x-internal-token"] = self.token
-        attempts = 3 if method in ("GET", "PUT", "DELETE") else 1  # only idempotent calls are retried
-        for attempt in range(1, attempts + 1):
-            try:
-                return await self.clients[service].request(method, path, headers=headers, **kwargs)
-            except httpx.TransportError:
-                if attempt == attempts:
-                    raise Problem(
-                        503,
-                        "service_unavailable",
-                        "Le service est momentanément indisponible : réessayez dans un instant.",
-                    ) from None
-        raise AssertionError("unreachable")
-
-
 def services(request: Request) -> Services:
-    if not hasattr(request.app.state, "services"):
-        request.app.state.services = Services(request)
-    return request.app.state.services
+    return services_of(request.app.state.runtime)
 
 
 def relay(answer: httpx.Response) -> Response:
@@ -427,27 +376,62 @@ async def logout(body: RefreshInput, request: Request) -> None:
     await accounts_of(request).logout(body.refresh_token)
 
 
-@router.post("/volunteers", status_code=201, tags=["volunteers"])
-async def sign_up(body: VolunteerSignUp, request: Request, response: Response) -> dict:
-    """Creates the volunteer and the account; the same sign-up again answers 200 with the same ids."""
+@router.post("/volunteers", status_code=202, tags=["volunteers"])
+async def sign_up(body: VolunteerSignUp, request: Request) -> dict:
+    """Accepted at once (202 + request id): the volunteer and the account are created at the platform's
+    pace; GET /api/v1/requests/{id} tells pending, done (with the ids) or rejected (with the reason)."""
     limit(request, None, sensitive=True)
     check_password(body.password, email=str(body.volunteer.get("email", "")))
 
     async def produce() -> Response:
-        answer = await services(request).call("volunteers", "POST", "/volunteers", None, json=body.volunteer)
-        if answer.status_code >= 300:
-            return relay(answer)
-        volunteer = answer.json()
-        account = await accounts_of(request).create(
-            body.volunteer.get("email", ""), body.password, "volunteer", account_id=volunteer["volunteer_id"]
+        accepted = await intake_of(request).request(
+            "sign_up",
+            lambda request_id, sealed: SignUpRequested(request_id=request_id, payload=sealed),
+            {"volunteer": body.volunteer, "password": body.password},
+            None,
         )
-        return Response(
-            json.dumps({**volunteer, "account_id": account["id"]}),
-            status_code=answer.status_code,
-            media_type="application/json",
-        )
+        return Response(json.dumps(accepted), status_code=202, media_type="application/json")
 
     return await idempotent(request, None, produce)  # type: ignore[return-value]
+
+
+class ApplicationInput(Input):
+    message: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)] | None = None
+
+
+@router.post("/missions/{mission_id}/applications", status_code=202, tags=["volunteers"])
+async def apply(mission_id: str, body: ApplicationInput, request: Request) -> dict:
+    """Accepted at once (202 + request id); the volunteers service decides at its pace."""
+    actor = accounts_of(request).authenticate(request.headers.get("authorization"))
+    limit(request, actor)
+    if actor is None:
+        raise Problem(401, "unauthenticated", "Vous devez être connecté.")
+    if actor.role != "volunteer":
+        raise ROLE_NOT_ALLOWED
+
+    async def produce() -> Response:
+        accepted = await intake_of(request).request(
+            "application",
+            lambda request_id, sealed: ApplicationRequested(
+                request_id=request_id, mission_id=mission_id, volunteer_id=actor.id, payload=sealed
+            ),
+            {"message": body.message},
+            actor,
+        )
+        return Response(json.dumps(accepted), status_code=202, media_type="application/json")
+
+    return await idempotent(request, actor, produce)  # type: ignore[return-value]
+
+
+@router.get("/requests/{request_id}", tags=["requests"])
+async def request_status(request_id: str, request: Request) -> dict:
+    """Where an asynchronous request stands: pending, done (with the resource) or rejected (with the reason)."""
+    limit(request, None)
+    return await intake_of(request).status(request_id)
+
+
+def intake_of(request: Request) -> Intake:
+    return Intake(request.app.state.runtime.context("gateway"))
 
 
 @router.post("/organizations", status_code=201, tags=["missions"])

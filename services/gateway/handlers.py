@@ -2,19 +2,34 @@
 
 import hashlib
 import hmac
+import weakref
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerifyMismatchError
 
 from services.gateway import domain
-from shared.events import Actor, Role, new_id
+from shared.events import (
+    Actor,
+    ApplicationRequested,
+    Envelope,
+    Event,
+    RequestCompleted,
+    RequestRejected,
+    Role,
+    SignUpRequested,
+    new_id,
+)
 from shared.events.vocabulary import Sealed
-from shared.runtime.app import ServiceContext
-from shared.runtime.ports import DuplicateKeyError
+from shared.runtime.actors import actor_headers
+from shared.runtime.app import Runtime, ServiceContext
+from shared.runtime.ports import ConcurrencyError, DuplicateKeyError
 from shared.runtime.problems import Problem
+from shared.runtime.streams import append_events, load_stream
 from shared.runtime.vault import Vault
 
 ACCOUNTS, ATTEMPTS, REFRESH_TOKENS, INVITATIONS = "accounts", "login_attempts", "refresh_tokens", "invitations"
@@ -213,3 +228,161 @@ class Accounts:
         await self.documents.put(INVITATIONS, domain.digest(token), {**invitation, "used": True})
         await self.vault.forget(domain.digest(token))
         return account, invitation
+
+
+# ---- calling the services ----
+
+
+class Services:
+    """HTTP to the services: in process for those this process hosts, over the network for the others."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.token = runtime.settings.internal_token
+        in_process = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=runtime.app), base_url="http://in-process", timeout=10
+        )
+        urls = {
+            "missions": runtime.settings.missions_url,
+            "moderation": runtime.settings.moderation_url,
+            "volunteers": runtime.settings.volunteers_url,
+        }
+        self.clients = {
+            name: in_process
+            if name in runtime.running
+            else httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(10, connect=2))
+            for name, url in urls.items()
+        }
+
+    async def call(self, service: str, method: str, path: str, actor: Actor | None, **kwargs: Any) -> httpx.Response:
+        headers = {"content-type": "application/json"}
+        if actor is not None:
+            headers |= actor_headers(actor, self.token)
+        elif self.token:
+            headers["x-internal-token"] = self.token
+        attempts = 3 if method in ("GET", "PUT", "DELETE") else 1  # only idempotent calls are retried
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self.clients[service].request(method, path, headers=headers, **kwargs)
+            except httpx.TransportError:
+                if attempt == attempts:
+                    raise Problem(
+                        503,
+                        "service_unavailable",
+                        "Le service est momentanément indisponible : réessayez dans un instant.",
+                    ) from None
+        raise AssertionError("unreachable")
+
+
+_CLIENTS: "weakref.WeakKeyDictionary[Runtime, Services]" = weakref.WeakKeyDictionary()
+
+
+def services_of(runtime: Runtime) -> Services:
+    """One client set per process (connection pools are reused)."""
+    if runtime not in _CLIENTS:
+        _CLIENTS[runtime] = Services(runtime)
+    return _CLIENTS[runtime]
+
+
+# ---- asynchronous intake of spike-prone commands ----
+
+REQUESTS = "requests"
+
+
+class Intake:
+    """Accepts a sign-up or an application at once (202 + request id) and carries it out later.
+
+    The command is appended to the gateway's event store (the relay puts it on Kafka), sealed with a
+    key of its own: the intake consumer group carries it out against the owning service at its pace,
+    records the outcome, then shreds the key, so no copy of the personal data outlives the request.
+    """
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx, self.store, self.documents = ctx, ctx.store, ctx.documents
+        self.vault = Vault(ctx.documents)
+
+    async def request(
+        self, kind: str, command: Callable[[str, Sealed], Event], data: dict[str, Any], actor: Actor | None
+    ) -> dict[str, Any]:
+        request_id = new_id()
+        await self.documents.put(
+            REQUESTS, request_id, {"kind": kind, "status": "pending", "accepted_at": now().isoformat()}
+        )
+        event = command(request_id, await self.vault.seal(request_id, data))
+        await append_events(self.store, request_id, 0, [event], actor=actor or Actor(id="anonymous", role="system"))
+        return {"request_id": request_id, "status": "pending"}
+
+    async def status(self, request_id: str) -> dict[str, Any]:
+        found = await self.documents.get(REQUESTS, request_id)
+        if found is None:
+            raise Problem(404, "request_not_found", "Cette demande est introuvable.")
+        return {"request_id": request_id, **found}
+
+    async def carry_out(self, event: SignUpRequested | ApplicationRequested, envelope: Envelope) -> None:
+        _, version = await load_stream(self.store, event.request_id)
+        if version > 1:
+            return  # already carried out: a redelivery
+        data = await self.vault.open(event.payload) if event.payload else {}
+        if data is None:
+            raise Problem(410, "request_expired", "Cette demande n’est plus lisible.")
+        if isinstance(event, SignUpRequested):
+            outcome = await self._sign_up(event.request_id, data)
+        else:
+            outcome = await self._apply(event, data)
+        try:
+            await append_events(self.store, event.request_id, version, [outcome], causation_id=str(envelope.event_id))
+        except ConcurrencyError:
+            return  # another member carried it out meanwhile
+        doc = await self.documents.get(REQUESTS, event.request_id) or {}
+        if isinstance(outcome, RequestCompleted):
+            doc |= {"status": "done", "resource": outcome.resource}
+        else:
+            doc |= {
+                "status": "rejected",
+                "problem": {"status": outcome.status, "code": outcome.code, "detail": outcome.detail},
+            }
+        await self.documents.put(REQUESTS, event.request_id, {**doc, "finished_at": now().isoformat()})
+        await self.vault.forget(event.request_id)
+
+    async def _sign_up(self, request_id: str, data: dict[str, Any]) -> Event:
+        answer = await services_of(self.ctx.runtime).call(
+            "volunteers", "POST", "/volunteers", None, json=data["volunteer"]
+        )
+        if answer.status_code >= 500:
+            raise RuntimeError(f"volunteers answered {answer.status_code}")  # retried, then dead-lettered
+        if answer.status_code >= 300:
+            return rejection(request_id, answer)
+        volunteer = answer.json()
+        try:
+            account = await Accounts(self.ctx).create(
+                data["volunteer"]["email"], data["password"], "volunteer", account_id=volunteer["volunteer_id"]
+            )
+        except Problem as problem:
+            return RequestRejected(
+                request_id=request_id, status=problem.status, code=problem.code, detail=problem.detail
+            )
+        return RequestCompleted(request_id=request_id, resource={**volunteer, "account_id": account["id"]})
+
+    async def _apply(self, event: ApplicationRequested, data: dict[str, Any]) -> Event:
+        actor = Actor(id=event.volunteer_id, role="volunteer")
+        answer = await services_of(self.ctx.runtime).call(
+            "volunteers",
+            "POST",
+            f"/volunteers/missions/{event.mission_id}/applications",
+            actor,
+            json={"message": data.get("message")} if data.get("message") else {},
+        )
+        if answer.status_code >= 500:
+            raise RuntimeError(f"volunteers answered {answer.status_code}")
+        if answer.status_code >= 300:
+            return rejection(event.request_id, answer)
+        return RequestCompleted(request_id=event.request_id, resource=answer.json())
+
+
+def rejection(request_id: str, answer: httpx.Response) -> RequestRejected:
+    body = answer.json()
+    return RequestRejected(
+        request_id=request_id,
+        status=answer.status_code,
+        code=body.get("code", "rejected"),
+        detail=body.get("detail", "La demande a été refusée."),
+    )

@@ -41,6 +41,7 @@ class ServiceContext:
     settings: Settings
     storage: Storage
     bus: EventBus
+    runtime: "Runtime"
 
     @property
     def store(self):
@@ -78,11 +79,14 @@ class Runtime:
         self.services = services
         self.bus = open_bus(settings)
         self.running: dict[str, RunningService] = {}
+        self.app: Any = None  # the ASGI app hosting these services, for in-process calls between them
         self._housekeeping: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         for service in self.services:
-            context = ServiceContext(service.name, self.settings, open_storage(self.settings, service.name), self.bus)
+            context = ServiceContext(
+                service.name, self.settings, open_storage(self.settings, service.name), self.bus, self
+            )
             if service.on_start:
                 await service.on_start(context)
             relay = Relay(service.name, context.store, self.bus, interval=self.settings.relay_interval_s)
@@ -167,6 +171,7 @@ def create_app(settings: Settings, services: Sequence[Service], *, title: str = 
 
     app = FastAPI(title=title, lifespan=lifespan, docs_url="/docs")
     app.state.runtime = runtime
+    runtime.app = app
     install_error_handlers(app)
     for service in services:
         for router in service.routers:

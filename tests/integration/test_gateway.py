@@ -55,6 +55,17 @@ class Gateway:
         assert answer.status_code == 200, answer.text
         return answer.json()
 
+    async def finished(self, request_id: str) -> dict:
+        """Poll an asynchronous request until it is done or rejected."""
+        seen: dict = {}
+
+        async def over() -> bool:
+            seen.update((await self.get(f"/requests/{request_id}")).json())
+            return seen.get("status") in ("done", "rejected")
+
+        await eventually(over, what=f"request {request_id} carried out")
+        return seen
+
     async def admin(self) -> str:
         await self.accounts.create("admin@exemple.fr", PASSWORD, "admin")
         return (await self.login("admin@exemple.fr"))["access_token"]
@@ -84,29 +95,47 @@ async def gateway(settings):
             yield Gateway(client, app)
 
 
-async def test_sign_up_login_and_own_profile(gateway):
-    signed = await gateway.post("/volunteers", json={"password": PASSWORD, "volunteer": VOLUNTEER})
-    assert signed.status_code == 201, signed.text
-    volunteer_id = signed.json()["volunteer_id"]
-    assert signed.json()["account_id"] == volunteer_id
-    again = await gateway.post("/volunteers", json={"password": PASSWORD, "volunteer": VOLUNTEER})
-    assert (again.status_code, again.json()["volunteer_id"]) == (200, volunteer_id)
-    other_password = await gateway.post(
-        "/volunteers", json={"password": "Un autre mot de passe 99", "volunteer": VOLUNTEER}
+async def test_sign_up_is_accepted_at_once_then_carried_out(gateway):
+    accepted = await gateway.post("/volunteers", json={"password": PASSWORD, "volunteer": VOLUNTEER})
+    assert accepted.status_code == 202 and accepted.json()["status"] == "pending"
+    done = await gateway.finished(accepted.json()["request_id"])
+    assert done["status"] == "done", done
+    volunteer_id = done["resource"]["volunteer_id"]
+    assert done["resource"]["account_id"] == volunteer_id
+
+    again = await gateway.finished(
+        (await gateway.post("/volunteers", json={"password": PASSWORD, "volunteer": VOLUNTEER})).json()["request_id"]
     )
-    assert (other_password.status_code, other_password.json()["code"]) == (409, "email_taken")
+    assert again["status"] == "done" and again["resource"]["volunteer_id"] == volunteer_id
+    other = await gateway.post("/volunteers", json={"password": "Un autre mot de passe 99", "volunteer": VOLUNTEER})
+    refused = await gateway.finished(other.json()["request_id"])
+    assert refused["status"] == "rejected" and refused["problem"]["code"] == "email_taken"
+    bad = await gateway.post(
+        "/volunteers",
+        json={"password": PASSWORD, "volunteer": {**VOLUNTEER, "email": "x@y.fr", "birth_date": "2020-01-01"}},
+    )
+    rejected = await gateway.finished(bad.json()["request_id"])
+    assert rejected["status"] == "rejected" and rejected["problem"]["code"] == "invalid_volunteer"
+    assert "16 ans" in str(rejected["problem"]) or rejected["problem"]["detail"]
 
     tokens = await gateway.login("Lucie.Aubrac@exemple.fr ")
     assert tokens["role"] == "volunteer" and tokens["token_type"] == "Bearer"
     profile = await gateway.get(f"/volunteers/{volunteer_id}", tokens["access_token"])
     assert profile.status_code == 200 and profile.json()["last_name"] == "Aubrac"
     assert (await gateway.get(f"/volunteers/{volunteer_id}")).status_code == 401
+    assert (await gateway.get("/requests/unknown")).status_code == 404
+
+    applied = await gateway.post("/missions/nope/applications", tokens["access_token"], json={"message": "Bonjour"})
+    assert applied.status_code == 202, applied.text
+    outcome = await gateway.finished(applied.json()["request_id"])
+    assert outcome["status"] == "rejected" and outcome["problem"]["code"] == "mission_not_found"
 
 
 async def test_weak_passwords_are_refused(gateway):
     for password in ("court", "password123", "azertyuiop"):
         answer = await gateway.post("/volunteers", json={"password": password, "volunteer": VOLUNTEER})
         assert (answer.status_code, answer.json()["code"]) == (422, "weak_password"), password
+    assert await gateway.app.state.runtime.context("gateway").store.backlog() == 0  # nothing accepted
 
 
 async def test_unknown_email_and_wrong_password_answer_alike_then_lock(gateway):
@@ -257,6 +286,17 @@ async def test_authorization_matrix_of_every_endpoint_and_role(gateway):
                 expected_ok = answer.status_code not in (401, 500) and code != "role_not_allowed"
             if not expected_ok:
                 failures.append(f"{route.method} {route.public} as {role}: {answer.status_code} {code}")
+    # the endpoints the gateway answers itself
+    custom = [
+        ("POST", "/api/v1/missions/m/applications", {"volunteer"}, {}),
+        ("POST", "/api/v1/referent-invitations", {"admin"}, {"email": "r@exemple.fr", "departments": ["56"]}),
+    ]
+    for method, path, allowed, body in custom:
+        for role, token in tokens.items():
+            answer = await gateway.client.request(method, path, headers=gateway.auth(token), json=body)
+            expected = 401 if token is None else (None if role in allowed else 403)
+            if (expected and answer.status_code != expected) or (not expected and answer.status_code in (401, 403)):
+                failures.append(f"{method} {path} as {role}: {answer.status_code}")
     assert failures == []
 
 

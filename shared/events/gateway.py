@@ -1,0 +1,40 @@
+"""Events of the gateway: spike-prone commands accepted at once and carried out at the services' pace."""
+
+from typing import Any
+
+from shared.events.catalog import Event, catalog
+from shared.events.vocabulary import Sealed
+
+
+class RequestEvent(Event):
+    topic = "gateway.request"
+    request_id: str
+
+    def stream_id(self) -> str:
+        return self.request_id
+
+
+@catalog.register
+class SignUpRequested(RequestEvent):
+    """A volunteer's sign-up, sealed with a key of the request (shredded once carried out)."""
+
+    payload: Sealed
+
+
+@catalog.register
+class ApplicationRequested(RequestEvent):
+    mission_id: str
+    volunteer_id: str
+    payload: Sealed | None = None
+
+
+@catalog.register
+class RequestCompleted(RequestEvent):
+    resource: dict[str, Any]
+
+
+@catalog.register
+class RequestRejected(RequestEvent):
+    status: int
+    code: str
+    detail: str
