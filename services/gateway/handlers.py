@@ -318,21 +318,30 @@ class Intake:
         return {"request_id": request_id, **found}
 
     async def carry_out(self, event: SignUpRequested | ApplicationRequested, envelope: Envelope) -> None:
-        _, version = await load_stream(self.store, event.request_id)
-        if version > 1:
-            return  # already carried out: a redelivery
-        data = await self.vault.open(event.payload) if event.payload else {}
-        if data is None:
-            raise Problem(410, "request_expired", "Cette demande n’est plus lisible.")
-        if isinstance(event, SignUpRequested):
-            outcome = await self._sign_up(event.request_id, data)
-        else:
-            outcome = await self._apply(event, data)
-        try:
-            await append_events(self.store, event.request_id, version, [outcome], causation_id=str(envelope.event_id))
-        except ConcurrencyError:
-            return  # another member carried it out meanwhile
-        doc = await self.documents.get(REQUESTS, event.request_id) or {}
+        """Idempotent: a redelivery after a crash at any step finishes the request exactly once."""
+        outcome = await self._outcome(event.request_id)
+        if outcome is None:
+            data = await self.vault.open(event.payload) if event.payload else {}
+            if data is None:
+                raise Problem(410, "request_expired", "Cette demande n’est plus lisible.")
+            if isinstance(event, SignUpRequested):
+                outcome = await self._sign_up(event.request_id, data)
+            else:
+                outcome = await self._apply(event, data)
+            try:
+                await append_events(self.store, event.request_id, 1, [outcome], causation_id=str(envelope.event_id))
+            except ConcurrencyError:  # another member finished it meanwhile: keep its outcome
+                outcome = await self._outcome(event.request_id)
+                assert outcome is not None
+        await self._record(outcome)
+
+    async def _outcome(self, request_id: str) -> RequestCompleted | RequestRejected | None:
+        events, _ = await load_stream(self.store, request_id)
+        return next((e for e in events if isinstance(e, RequestCompleted | RequestRejected)), None)
+
+    async def _record(self, outcome: RequestCompleted | RequestRejected) -> None:
+        """Show the outcome and shred the request's key (both idempotent)."""
+        doc = await self.documents.get(REQUESTS, outcome.request_id) or {}
         if isinstance(outcome, RequestCompleted):
             doc |= {"status": "done", "resource": outcome.resource}
         else:
@@ -340,8 +349,8 @@ class Intake:
                 "status": "rejected",
                 "problem": {"status": outcome.status, "code": outcome.code, "detail": outcome.detail},
             }
-        await self.documents.put(REQUESTS, event.request_id, {**doc, "finished_at": now().isoformat()})
-        await self.vault.forget(event.request_id)
+        await self.documents.put(REQUESTS, outcome.request_id, {**doc, "finished_at": now().isoformat()})
+        await self.vault.forget(outcome.request_id)
 
     async def _sign_up(self, request_id: str, data: dict[str, Any]) -> Event:
         answer = await services_of(self.ctx.runtime).call(

@@ -83,6 +83,7 @@ class Runtime:
         self._housekeeping: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        # every service is ready before any consumer runs: a handler may call a service of this process
         for service in self.services:
             context = ServiceContext(
                 service.name, self.settings, open_storage(self.settings, service.name), self.bus, self
@@ -100,13 +101,14 @@ class Runtime:
                 )
                 for subscriber in service.subscribers(context)
             ]
-            running = RunningService(context, relay, runners)
-            self.running[service.name] = running
-            relay.start()
-            for runner in runners:
+            self.running[service.name] = RunningService(context, relay, runners)
+        for service in self.services:
+            running = self.running[service.name]
+            running.relay.start()
+            for runner in running.runners:
                 await runner.start()
             for job in service.background:
-                running.tasks.append(start_supervised(job(context), name=f"{service.name}:{job.__name__}"))
+                running.tasks.append(start_supervised(job(running.context), name=f"{service.name}:{job.__name__}"))
         self._housekeeping = start_supervised(self._report_gauges(), name="runtime:gauges")
         log.info("started", services=[s.name for s in self.services], backend=self.settings.backend)
 

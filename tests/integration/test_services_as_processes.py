@@ -31,7 +31,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-INTERNAL_TOKEN, JWT_SECRET = "process-test-internal-token", "process-test-jwt-secret"
+INTERNAL_TOKEN, JWT_SECRET = "process-test-internal-token", "process-test-jwt-secret-long-enough-for-hs256"
 
 
 def start(module: str, settings, port: int) -> subprocess.Popen:

@@ -1,0 +1,93 @@
+"""A burst of sign-ups through the gateway, with the whole platform killed (-9) mid-burst and restarted:
+every accepted sign-up becomes exactly one volunteer and one account. On both backends."""
+
+import asyncio
+import signal
+from collections import Counter
+
+import httpx
+
+from shared.runtime.backend import open_storage
+from tests.conftest import eventually
+from tests.integration.test_services_as_processes import free_port, start
+
+BURST = 40
+PASSWORD = "Cerf-volant bleu 2026 !"
+
+
+def volunteer(n: int) -> dict:
+    return {
+        "first_name": "Ada",
+        "last_name": f"Burst{n}",
+        "email": f"burst{n}@exemple.fr",
+        "phone": "06 00 00 00 01",
+        "birth_date": "1985-01-01",
+        "postal_code": "29200",
+        "domains": ["keeping_in_touch"],
+        "availability": ["weekends"],
+    }
+
+
+async def test_a_burst_survives_a_kill_mid_way(settings):
+    settings = settings.model_copy(
+        update={"rate_limit_per_minute": 100_000, "sensitive_rate_limit_per_minute": 100_000}
+    )
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    platform = start("services", settings, port)
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+
+        async def ready() -> bool:
+            try:
+                return (await client.get("/readyz")).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        await eventually(ready, within=60, what="the platform")
+        answers = await asyncio.gather(
+            *(
+                client.post("/api/v1/volunteers", json={"password": PASSWORD, "volunteer": volunteer(n)})
+                for n in range(BURST)
+            )
+        )
+        assert [a.status_code for a in answers] == [202] * BURST
+        requests = [a.json()["request_id"] for a in answers]
+
+        async def statuses() -> list[str]:
+            return [(await client.get(f"/api/v1/requests/{r}")).json()["status"] for r in requests]
+
+        async def some_done() -> bool:
+            return (await statuses()).count("done") >= 3
+
+        await eventually(some_done, within=60, what="the first sign-ups carried out")
+        platform.send_signal(signal.SIGKILL)
+        platform.wait(timeout=30)
+
+        platform = start("services", settings, port)
+        try:
+            await eventually(ready, within=60, what="the platform after the restart")
+
+            async def all_done() -> bool:
+                return (await statuses()) == ["done"] * BURST
+
+            try:
+                await eventually(all_done, within=120, what="every sign-up carried out")
+            except AssertionError as exc:
+                counts = Counter(await statuses())
+                platform.terminate()
+                raise AssertionError(f"{exc}: {counts}; {platform.stderr.read().decode()[-3000:]}") from None
+            resources = [(await client.get(f"/api/v1/requests/{r}")).json()["resource"] for r in requests]
+            login = await client.post("/api/v1/auth/login", json={"email": "burst7@exemple.fr", "password": PASSWORD})
+            assert login.status_code == 200
+        finally:
+            platform.terminate()
+            platform.wait(timeout=30)
+
+    assert len({r["volunteer_id"] for r in resources}) == BURST
+    storage = open_storage(settings, "volunteers")
+    try:
+        streams = [await storage.store.read(r["volunteer_id"]) for r in resources]
+        assert all([e.type for e in stream] == ["VolunteerRegistered"] for stream in streams)
+        assert await storage.documents.count("email_index") == BURST
+    finally:
+        await storage.close()
