@@ -11,6 +11,7 @@ from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import httpx
 from fastapi import APIRouter, Depends, Header, Request, Response
@@ -290,7 +291,7 @@ def relayed(route: Route) -> Callable[[Request], Awaitable[Response]]:
             raise Problem(413, "payload_too_large", "La requête est trop volumineuse.")
 
         async def produce() -> Response:
-            path = route.internal.format(**request.path_params)
+            path = route.internal.format(**{k: quote(v, safe="") for k, v in request.path_params.items()})
             return relay(
                 await services(request).call(
                     route.service, route.method, path, actor, content=body or None, params=request.query_params

@@ -6,6 +6,7 @@ import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import jwt
@@ -376,7 +377,7 @@ class Intake:
         answer = await services_of(self.ctx.runtime).call(
             "volunteers",
             "POST",
-            f"/volunteers/missions/{event.mission_id}/applications",
+            f"/volunteers/missions/{quote(event.mission_id, safe='')}/applications",
             actor,
             json={"message": data.get("message")} if data.get("message") else {},
         )

@@ -140,7 +140,7 @@ class Runtime:
 
     async def _report_gauges(self, every: float = 5.0) -> None:
         while True:
-            for name, running in self.running.items():
+            for name, running in list(self.running.items()):
                 with contextlib.suppress(Exception):
                     OUTBOX_BACKLOG.labels(name).set(await running.context.store.backlog())
                 for runner in running.runners:
