@@ -1,0 +1,246 @@
+"""Spike benchmark: a burst of sign-ups on Kafka + FerretDB, against a bare FastAPI endpoint.
+
+python benchmarks/spike.py [--users 32] [--seconds 15]
+Starts the servers with scripts/infra, the platform (`python -m services`) and then the bare app with
+uvicorn the same way, drives both with locust (headless) and reports accepted sign-ups/s, p50/p99,
+the ratio to the bare endpoint, the time to drain, and that N accepted requests made N volunteers.
+Writes docs/benchmarks/spike.json and the spike section of docs/benchmarks.md.
+"""
+
+import argparse
+import asyncio
+import csv
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from shared.runtime.backend import open_storage  # noqa: E402
+from shared.runtime.settings import Settings  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(url: str, deadline: float = 90) -> None:
+    import httpx
+
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{url} did not answer")
+
+
+def locust(host: str, target: str, users: int, seconds: int, out: Path) -> dict[str, float]:
+    prefix = out / target
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            str(ROOT / "benchmarks/locustfile.py"),
+            "--headless",
+            "-u",
+            str(users),
+            "-r",
+            str(users),
+            "-t",
+            f"{seconds}s",
+            "--host",
+            host,
+            "--csv",
+            str(prefix),
+            "--only-summary",
+            "--loglevel",
+            "WARNING",
+        ],
+        env=os.environ | {"SPIKE_TARGET": target},
+        check=True,
+        capture_output=True,
+    )
+    with open(f"{prefix}_stats.csv") as f:
+        row = next(r for r in csv.DictReader(f) if r["Name"] == "Aggregated")
+    return {
+        "requests": int(row["Request Count"]),
+        "failures": int(row["Failure Count"]),
+        "per_s": float(row["Requests/s"]),
+        "p50_ms": float(row["50%"]),
+        "p99_ms": float(row["99%"]),
+    }
+
+
+def machine() -> str:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    memory = (
+        int(
+            next(
+                line.split()[1]
+                for line in Path("/proc/meminfo").read_text().splitlines()
+                if line.startswith("MemTotal")
+            )
+        )
+        // 1024
+        // 1024
+    )
+    system = f"{platform.system()} {platform.release()}"
+    return f"{os.cpu_count()} cores ({cpu}), {memory} GiB RAM, {system}, Python {platform.python_version()}"
+
+
+async def registered(settings: Settings) -> int:
+    storage = open_storage(settings, "volunteers")
+    try:
+        return await storage.documents.count("email_index")
+    finally:
+        await storage.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--users", type=int, default=32)
+    parser.add_argument("--seconds", type=int, default=15)
+    args = parser.parse_args()
+    servers = dict(
+        line.split("=", 1)
+        for line in subprocess.run(
+            [ROOT / "scripts/infra", "up"], check=True, capture_output=True, text=True
+        ).stdout.splitlines()
+        if "=" in line
+    )
+    settings = Settings(
+        backend="kafka+mongo",
+        kafka_bootstrap_servers=servers["KAFKA_BOOTSTRAP_SERVERS"],
+        mongodb_url=servers["MONGODB_URL"],
+        namespace=f"spike{uuid.uuid4().hex[:8]}_",
+        jwt_secret="spike-benchmark-secret-long-enough-for-hs256",
+        internal_token="spike",
+        rate_limit_per_minute=10_000_000,
+        sensitive_rate_limit_per_minute=10_000_000,
+        log_level="warning",
+    )
+    env = os.environ | {f"CIVIQUE_{k.upper()}": str(v) for k, v in settings.model_dump().items() if v is not None}
+    out = ROOT / "docs" / "benchmarks"
+    out.mkdir(parents=True, exist_ok=True)
+    scratch = Path(f"/tmp/civique-spike-{uuid.uuid4().hex[:6]}")
+    scratch.mkdir()
+
+    port = free_port()
+    platform_process = subprocess.Popen(
+        [sys.executable, "-m", "services"], cwd=ROOT, env=env | {"CIVIQUE_PORT": str(port)}, stdout=subprocess.DEVNULL
+    )
+    try:
+        wait_listening(f"http://127.0.0.1:{port}/readyz")
+        spike = locust(f"http://127.0.0.1:{port}", "signup", args.users, args.seconds, scratch)
+        accepted = spike["requests"] - spike["failures"]
+        started = time.monotonic()
+        count = 0
+        while time.monotonic() - started < 1800:
+            count = asyncio.run(registered(settings))
+            if count >= accepted:
+                break
+            time.sleep(1)
+        drain_s = time.monotonic() - started
+        time.sleep(3)  # a last look: anything beyond `accepted` would be a duplicate
+        count = asyncio.run(registered(settings))
+    finally:
+        platform_process.terminate()
+        platform_process.wait(timeout=60)
+
+    port = free_port()
+    bare_process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "benchmarks.bare:app",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+    )
+    try:
+        wait_listening(f"http://127.0.0.1:{port}/hello")
+        bare = locust(f"http://127.0.0.1:{port}", "bare", args.users, args.seconds, scratch)
+    finally:
+        bare_process.terminate()
+        bare_process.wait(timeout=30)
+
+    figures = {
+        "accepted_per_s": round(accepted / args.seconds, 1),
+        "locust_per_s": spike["per_s"],
+        "bare_per_s": bare["per_s"],
+        "ratio": round(spike["per_s"] / bare["per_s"], 3),
+        "p50_ms": spike["p50_ms"],
+        "p99_ms": spike["p99_ms"],
+        "bare_p50_ms": bare["p50_ms"],
+        "bare_p99_ms": bare["p99_ms"],
+        "accepted": accepted,
+        "refused": spike["failures"],
+        "registered": count,
+        "lost": max(0, accepted - count),
+        "duplicated": max(0, count - accepted),
+        "drain_s": round(drain_s, 1),
+        "users": args.users,
+        "seconds": args.seconds,
+        "machine": machine(),
+    }
+    (out / "spike.json").write_text(json.dumps(figures, indent=2) + "\n")
+    report = ROOT / "docs" / "benchmarks.md"
+    section = f"""## Spike: sign-ups through the gateway (benchmarks/spike.py)
+
+Machine: {figures["machine"]}. Kafka 4.1.1 and FerretDB 1.24.2 on the same machine, the platform in one
+process (`python -m services`, uvicorn, one worker), locust (FastHttpUser, {args.users} users, {args.seconds} s)
+on the same 2 cores; the bare FastAPI endpoint served by uvicorn the same way, same load.
+
+| figure | value |
+|---|---|
+| accepted sign-ups/s (202) | {figures["accepted_per_s"]} |
+| bare endpoint requests/s | {figures["bare_per_s"]} |
+| ratio sign-up / bare | {figures["ratio"]} |
+| sign-up p50 / p99 (ms) | {figures["p50_ms"]} / {figures["p99_ms"]} |
+| bare p50 / p99 (ms) | {figures["bare_p50_ms"]} / {figures["bare_p99_ms"]} |
+| accepted / registered volunteers | {accepted} / {count} |
+| lost / duplicated | {figures["lost"]} / {figures["duplicated"]} |
+| time to drain after the burst (s) | {figures["drain_s"]} |
+"""
+    previous = (
+        report.read_text()
+        if report.exists()
+        else "# Benchmarks\n\nFigures from the latest runs; each script rewrites its own section.\n\n"
+    )
+    start = previous.find("## Spike")
+    if start >= 0:
+        end = previous.find("\n## ", start + 1)
+        previous = previous[:start] + previous[end + 1 :] if end >= 0 else previous[:start]
+    report.write_text(previous.rstrip() + "\n\n" + section)
+    print(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()
