@@ -1,5 +1,6 @@
 """Gateway application layer: accounts, sessions (JWT + refresh tokens), referent invitations."""
 
+import asyncio
 import hashlib
 import hmac
 import weakref
@@ -76,7 +77,8 @@ class Accounts:
             "email_key": self.email_key(email),
             "role": role,
             "email": (await self.vault.seal(account_id, {"email": email.strip().lower()})).model_dump(),
-            "password_hash": HASHER.hash(password),
+            # argon2 is deliberately slow (~0.1 s of CPU): off the event loop, which keeps answering
+            "password_hash": await asyncio.to_thread(HASHER.hash, password),
             "organizations": list(scope.organizations),
             "departments": list(scope.departments),
             "created_at": now().isoformat(),
@@ -85,7 +87,7 @@ class Accounts:
             await self.documents.insert(ACCOUNTS, account_id, account)
         except DuplicateKeyError:
             existing = await self.by_email(email)
-            if existing and existing["role"] == role and self._verify(existing["password_hash"], password):
+            if existing and existing["role"] == role and await self._verify(existing["password_hash"], password):
                 return existing
             raise Problem(409, "email_taken", "Un compte existe déjà avec cette adresse : connectez-vous.") from None
         return account
@@ -107,11 +109,14 @@ class Accounts:
         await self.vault.forget(account_id)
 
     @staticmethod
-    def _verify(password_hash: str, password: str) -> bool:
-        try:
-            return HASHER.verify(password_hash, password)
-        except (VerifyMismatchError, InvalidHashError):
-            return False
+    async def _verify(password_hash: str, password: str) -> bool:
+        def verify() -> bool:
+            try:
+                return HASHER.verify(password_hash, password)
+            except (VerifyMismatchError, InvalidHashError):
+                return False
+
+        return await asyncio.to_thread(verify)
 
     # ---- sessions ----
 
@@ -122,7 +127,7 @@ class Accounts:
         if attempts["locked_until"] and datetime.fromisoformat(attempts["locked_until"]) > now():
             raise domain.LOCKED
         account = await self.by_email(email)
-        valid = self._verify(account["password_hash"] if account else DUMMY_HASH, password)
+        valid = await self._verify(account["password_hash"] if account else DUMMY_HASH, password)
         if not (valid and account):
             failures = attempts["failures"] + 1
             locked = domain.lock_after(failures, now())
