@@ -165,6 +165,7 @@ def main() -> None:
             time.sleep(1)
         drain_s = time.monotonic() - started
         time.sleep(3)  # a last look: anything beyond `accepted` would be a duplicate
+        accepted = asyncio.run(count(settings, "gateway", "requests"))  # including those still in flight at the stop
         registered = asyncio.run(count(settings, "volunteers", "email_index"))
     finally:
         platform_process.terminate()
