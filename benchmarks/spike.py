@@ -154,18 +154,18 @@ def main() -> None:
     try:
         wait_listening(f"http://127.0.0.1:{port}/readyz")
         spike = locust(f"http://127.0.0.1:{port}", "signup", args.users, args.seconds, scratch)
-        # the gateway's own count: locust drops the answers still in flight when it stops
-        accepted = asyncio.run(count(settings, "gateway", "requests"))
+        # counted by the platform itself: locust drops the answers still in flight when it stops
         started = time.monotonic()
-        registered = 0
+        accepted = registered = 0
         while time.monotonic() - started < 1800:
+            accepted = asyncio.run(count(settings, "gateway", "requests"))
             registered = asyncio.run(count(settings, "volunteers", "email_index"))
             if registered >= accepted:
                 break
             time.sleep(1)
         drain_s = time.monotonic() - started
         time.sleep(3)  # a last look: anything beyond `accepted` would be a duplicate
-        accepted = asyncio.run(count(settings, "gateway", "requests"))  # including those still in flight at the stop
+        accepted = asyncio.run(count(settings, "gateway", "requests"))
         registered = asyncio.run(count(settings, "volunteers", "email_index"))
     finally:
         platform_process.terminate()
