@@ -64,19 +64,7 @@ class CancelInput(Input):
 
 
 def locate(postal_code: str, commune: str | None, field: str) -> geo.Commune:
-    try:
-        return geo.postal_area(postal_code).commune(commune)
-    except geo.InvalidPostalCode:
-        raise Problem(
-            422, "invalid_postal_code", "Le code postal doit compter 5 chiffres.", fields={field: "5 chiffres attendus"}
-        ) from None
-    except geo.UnknownPostalCode:
-        raise Problem(
-            422,
-            "unknown_postal_code",
-            "Ce code postal ne correspond à aucune commune.",
-            fields={field: "code postal inconnu (les codes CEDEX ne sont pas acceptés)"},
-        ) from None
+    return geo.postal_area_or_refusal(postal_code, field).commune(commune)
 
 
 def content_of(body: MissionInput, organization: dict) -> MissionContent:

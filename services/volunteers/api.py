@@ -68,25 +68,6 @@ class Withdrawal(Input):
     comment: Comment | None = None
 
 
-def area_of(postal_code: str) -> geo.PostalArea:
-    try:
-        return geo.postal_area(postal_code)
-    except geo.InvalidPostalCode:
-        raise Problem(
-            422,
-            "invalid_postal_code",
-            "Le code postal doit compter 5 chiffres.",
-            fields={"postal_code": "5 chiffres attendus"},
-        ) from None
-    except geo.UnknownPostalCode:
-        raise Problem(
-            422,
-            "unknown_postal_code",
-            "Ce code postal ne correspond à aucune commune.",
-            fields={"postal_code": "code postal inconnu (les codes CEDEX ne sont pas acceptés)"},
-        ) from None
-
-
 def require_self(actor: Actor, volunteer_id: str, *, admin_too: bool = False) -> None:
     if actor.id == volunteer_id and actor.role == "volunteer":
         return
@@ -98,7 +79,7 @@ def require_self(actor: Actor, volunteer_id: str, *, admin_too: bool = False) ->
 @router.post("", status_code=201)
 async def sign_up(body: SignUp, ctx: Context, response: Response) -> dict:
     """Public sign-up; the same e-mail twice gives the same volunteer (200), never an error."""
-    area = area_of(body.postal_code)
+    area = geo.postal_area_or_refusal(body.postal_code)
     personal = body.model_dump(include={"first_name", "last_name", "email", "phone", "birth_date", "health_risk"})
     clear = body.model_dump(include={"domains", "availability", "mode", "max_distance_km", "visible_to_organizations"})
     volunteer_id, created = await VolunteersHandlers(ctx).sign_up(personal, clear, area)
@@ -120,7 +101,7 @@ async def update_profile(volunteer_id: str, body: ProfileChanges, actor: ActingU
     clear = body.model_dump(
         include={"domains", "availability", "mode", "max_distance_km", "visible_to_organizations"}, exclude_none=True
     )
-    area = area_of(body.postal_code) if body.postal_code else None
+    area = geo.postal_area_or_refusal(body.postal_code) if body.postal_code else None
     await VolunteersHandlers(ctx).update_profile(volunteer_id, personal, clear, area, actor)
 
 

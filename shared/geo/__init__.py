@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from shared.runtime.problems import Problem
+
 DATA = Path(__file__).parent / "data" / "france.json.gz"
 POSTAL_CODE = re.compile(r"^\d{5}$")
 EARTH_RADIUS_KM = 6371.0088
@@ -133,3 +135,20 @@ def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 def _fold(text: str) -> str:
     plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
     return re.sub(r"[^a-z0-9]+", " ", plain).strip()
+
+
+def postal_area_or_refusal(postal_code: str, field: str = "postal_code") -> PostalArea:
+    """`postal_area`, with a malformed or unknown code turned into a 422 for people, in French."""
+    try:
+        return postal_area(postal_code)
+    except InvalidPostalCode:
+        raise Problem(
+            422, "invalid_postal_code", "Le code postal doit compter 5 chiffres.", fields={field: "5 chiffres attendus"}
+        ) from None
+    except UnknownPostalCode:
+        raise Problem(
+            422,
+            "unknown_postal_code",
+            "Ce code postal ne correspond à aucune commune.",
+            fields={field: "code postal inconnu (les codes CEDEX ne sont pas acceptés)"},
+        ) from None
