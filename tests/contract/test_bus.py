@@ -1,6 +1,5 @@
 """EventBus contract, on the SQLite log and on Kafka."""
 
-import asyncio
 from collections import defaultdict
 
 import pytest
@@ -149,7 +148,6 @@ async def _true(value: bool) -> bool:
 
 
 async def _at_least(inbox: Inbox, n: int) -> bool:
-    await asyncio.sleep(0)
     return len(inbox.messages) >= n
 
 

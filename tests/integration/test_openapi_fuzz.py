@@ -10,6 +10,7 @@ import schemathesis
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 
+from tests.conftest import POLL_INTERVAL
 from tests.integration.test_services_as_processes import free_port, start
 
 
@@ -29,7 +30,7 @@ def api(settings):
         except httpx.TransportError:
             pass
         assert time.monotonic() < deadline and platform.poll() is None, "the platform did not start"
-        time.sleep(0.2)  # polling the process until it listens, with a deadline
+        time.sleep(POLL_INTERVAL)
     yield schemathesis.openapi.from_url(f"{url}/openapi.json").include(path_regex="^/api/v1/")
     platform.terminate()
     try:
