@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.gateway.domain import check_password
-from services.gateway.handlers import Accounts, Intake, Services, services_of
+from services.gateway.handlers import Accounts, Intake, Services, intake_of, services_of
 from shared.events import Actor, ApplicationRequested, Role, SignUpRequested
 from shared.events.vocabulary import Department
 from shared.runtime.app import ServiceContext, service_context
@@ -169,6 +169,29 @@ ROUTES = [
         "/volunteers/missions/{mission_id}/waitlist",
         VOLUNTEERS,
     ),
+    Route("GET", "/search/missions", "matching", "/matching/missions", PUBLIC),
+    Route(
+        "GET",
+        "/volunteers/{volunteer_id}/recommendations",
+        "matching",
+        "/matching/volunteers/{volunteer_id}/missions",
+        roles("volunteer", "admin"),
+    ),
+    Route(
+        "GET",
+        "/missions/{mission_id}/suggested-volunteers",
+        "matching",
+        "/matching/missions/{mission_id}/volunteers",
+        MANAGERS,
+    ),
+    Route(
+        "POST",
+        "/missions/{mission_id}/invitations",
+        "matching",
+        "/matching/missions/{mission_id}/invitations",
+        MANAGERS,
+    ),
+    Route("GET", "/departments/{department}/territory", "matching", "/matching/territories/{department}", MODERATORS),
 ]
 
 
@@ -385,8 +408,7 @@ async def sign_up(body: VolunteerSignUp, request: Request) -> dict:
     check_password(body.password, email=str(body.volunteer.get("email", "")))
 
     async def produce() -> Response:
-        accepted = await intake_of(request).request(
-            "sign_up",
+        accepted = await intake(request).request(
             lambda request_id, sealed: SignUpRequested(request_id=request_id, payload=sealed),
             {"volunteer": body.volunteer, "password": body.password},
             None,
@@ -411,8 +433,7 @@ async def apply(mission_id: str, body: ApplicationInput, request: Request) -> di
         raise ROLE_NOT_ALLOWED
 
     async def produce() -> Response:
-        accepted = await intake_of(request).request(
-            "application",
+        accepted = await intake(request).request(
             lambda request_id, sealed: ApplicationRequested(
                 request_id=request_id, mission_id=mission_id, volunteer_id=actor.id, payload=sealed
             ),
@@ -428,11 +449,11 @@ async def apply(mission_id: str, body: ApplicationInput, request: Request) -> di
 async def request_status(request_id: str, request: Request) -> dict:
     """Where an asynchronous request stands: pending, done (with the resource) or rejected (with the reason)."""
     limit(request, None)
-    return await intake_of(request).status(request_id)
+    return await intake(request).status(request_id)
 
 
-def intake_of(request: Request) -> Intake:
-    return Intake(request.app.state.runtime.context("gateway"))
+def intake(request: Request) -> Intake:
+    return intake_of(request.app.state.runtime.context("gateway"))
 
 
 @router.post("/organizations", status_code=201, tags=["missions"])

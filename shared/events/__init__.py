@@ -4,6 +4,7 @@ from shared.events.catalog import Catalog, Event, UnknownEventType, catalog
 from shared.events.envelope import SYSTEM, Actor, Envelope, Role
 from shared.events.gateway import *  # noqa: F403
 from shared.events.ids import new_id, uuid7
+from shared.events.matching import *  # noqa: F403
 from shared.events.missions import *  # noqa: F403
 from shared.events.moderation import *  # noqa: F403
 from shared.events.volunteers import *  # noqa: F403

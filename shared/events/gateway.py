@@ -14,15 +14,21 @@ class RequestEvent(Event):
         return self.request_id
 
 
+class IntakeCommand(RequestEvent):
+    """A command accepted with a 202: published straight to its topic, never kept in an event store."""
+
+    topic = "gateway.intake"
+
+
 @catalog.register
-class SignUpRequested(RequestEvent):
-    """A volunteer's sign-up, sealed with a key of the request (shredded once carried out)."""
+class SignUpRequested(IntakeCommand):
+    """A volunteer's sign-up, sealed with the intake key of its hour (shredded after the retention)."""
 
     payload: Sealed
 
 
 @catalog.register
-class ApplicationRequested(RequestEvent):
+class ApplicationRequested(IntakeCommand):
     mission_id: str
     volunteer_id: str
     payload: Sealed | None = None

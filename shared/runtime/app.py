@@ -10,7 +10,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 import uvicorn
@@ -31,6 +31,7 @@ from shared.runtime.settings import Settings
 from shared.runtime.tasks import cancel, start_supervised
 
 log = structlog.get_logger("civique.app")
+Held = TypeVar("Held")
 
 
 @dataclass
@@ -81,6 +82,7 @@ class Runtime:
         self.running: dict[str, RunningService] = {}
         self.app: Any = None  # the ASGI app hosting these services, for in-process calls between them
         self._housekeeping: asyncio.Task[None] | None = None
+        self._held: dict[type, Any] = {}
 
     async def start(self) -> None:
         # every service is ready before any consumer runs: a handler may call a service of this process
@@ -99,7 +101,7 @@ class Runtime:
                     max_attempts=self.settings.consumer_max_attempts,
                     backoff=self.settings.consumer_retry_backoff_s,
                 )
-                for subscriber in service.subscribers(context)
+                for subscriber in (service.subscribers(context) if self.settings.run_consumers else ())
             ]
             self.running[service.name] = RunningService(context, relay, runners)
         for service in self.services:
@@ -107,7 +109,7 @@ class Runtime:
             running.relay.start()
             for runner in running.runners:
                 await runner.start()
-            for job in service.background:
+            for job in service.background if self.settings.run_consumers else ():
                 running.tasks.append(start_supervised(job(running.context), name=f"{service.name}:{job.__name__}"))
         self._housekeeping = start_supervised(self._report_gauges(), name="runtime:gauges")
         log.info("started", services=[s.name for s in self.services], backend=self.settings.backend)
@@ -126,6 +128,12 @@ class Runtime:
 
     def context(self, service: str) -> ServiceContext:
         return self.running[service].context
+
+    def held(self, kind: type[Held], make: Callable[[], Held]) -> Held:
+        """The one object of `kind` of this runtime (made on first use): a process-wide cache or client pool."""
+        if kind not in self._held:
+            self._held[kind] = make()
+        return self._held[kind]
 
     async def check_ready(self) -> dict[str, str]:
         """Ping every store and the bus; the answer names what failed."""

@@ -37,6 +37,7 @@ class KafkaEventBus:
         self.client_id = client_id
         self._producer: AIOKafkaProducer | None = None
         self._producer_lock = asyncio.Lock()
+        self._topics_lock = asyncio.Lock()
         self._known_topics: set[str] = set()
 
     def name(self, topic: str) -> str:
@@ -59,20 +60,23 @@ class KafkaEventBus:
 
     async def ensure_topics(self, topics: Sequence[str]) -> None:
         """Create missing topics with the configured partition count (auto-creation would use the broker's)."""
-        missing = [self.name(t) for t in topics if self.name(t) not in self._known_topics]
-        if not missing:
+        if all(self.name(t) in self._known_topics for t in topics):
             return
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, client_id=self.client_id)
-        await admin.start()
-        try:
-            existing = set(await admin.list_topics())
-            new = [NewTopic(t, self.partitions, 1) for t in missing if t not in existing]
-            if new:
-                with contextlib.suppress(TopicAlreadyExistsError):
-                    await admin.create_topics(new)
-        finally:
-            await admin.close()
-        self._known_topics.update(missing)
+        async with self._topics_lock:  # a burst of first publishes makes one admin round trip, not one each
+            missing = [self.name(t) for t in topics if self.name(t) not in self._known_topics]
+            if not missing:
+                return
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, client_id=self.client_id)
+            await admin.start()
+            try:
+                existing = set(await admin.list_topics())
+                new = [NewTopic(t, self.partitions, 1) for t in missing if t not in existing]
+                if new:
+                    with contextlib.suppress(TopicAlreadyExistsError):
+                        await admin.create_topics(new)
+            finally:
+                await admin.close()
+            self._known_topics.update(missing)
 
     async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
         if not messages:

@@ -69,6 +69,11 @@ class OutgoingMessage:
     value: bytes
     headers: tuple[tuple[str, bytes], ...] = ()
 
+    @classmethod
+    def of(cls, envelope: Envelope) -> "OutgoingMessage":
+        """An event as a record: on its topic, keyed by its stream (per-aggregate order)."""
+        return cls(envelope.topic, envelope.stream_id, envelope.to_json(), tuple(envelope.headers()))
+
 
 @dataclass(frozen=True)
 class Message:

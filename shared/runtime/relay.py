@@ -28,7 +28,7 @@ class Relay:
         if not pending:
             return 0
         events = [e for batch in pending for e in batch.events]
-        await self.bus.publish([OutgoingMessage(e.topic, e.stream_id, e.to_json(), tuple(e.headers())) for e in events])
+        await self.bus.publish([OutgoingMessage.of(e) for e in events])
         await self.store.mark_published(pending)
         for topic, n in Counter(e.topic for e in events).items():
             EVENTS_PUBLISHED.labels(self.service, topic).inc(n)

@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     consumer_max_attempts: int = Field(default=5, ge=1)
     consumer_retry_backoff_s: float = Field(default=0.2, ge=0)
     relay_interval_s: float = Field(default=0.05, gt=0)
+    # off for HTTP-only replicas: this process then runs no consumer group and no scheduled job
+    run_consumers: bool = True
     # crisis mode (DOMAIN.md): volunteers aged 70+ or declaring a health risk apply to remote missions only
     crisis_mode: bool = True
     max_pending_applications: int = Field(default=5, ge=1)
@@ -35,9 +37,19 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(default=120, ge=1)
     sensitive_rate_limit_per_minute: int = Field(default=10, ge=1)  # sign-up, login, invitations
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # a command accepted with a 202 and not carried out within this time is rejected as expired
+    intake_key_retention_hours: int = Field(default=48, ge=1)
+    # matching: thresholds of territory imbalances, idle volunteers, how far organisations look
+    imbalance_volunteers_per_place: float = Field(default=35.0, gt=0)  # DOMAIN.md's 35:1 figure
+    imbalance_days_without_candidates: int = Field(default=7, ge=1)
+    idle_after_days: int = Field(default=14, ge=1)
+    max_invitation_radius_km: float = Field(default=50.0, gt=0)
+    index_refresh_s: float = Field(default=0.5, gt=0)
+    territory_interval_s: float = Field(default=3600.0, gt=0)
     missions_url: str = "http://127.0.0.1:8001"
     moderation_url: str = "http://127.0.0.1:8002"
     volunteers_url: str = "http://127.0.0.1:8003"
+    matching_url: str = "http://127.0.0.1:8004"
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: Literal["debug", "info", "warning", "error"] = "info"

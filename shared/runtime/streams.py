@@ -1,11 +1,11 @@
 """Loading an aggregate's events and appending new ones: the two steps of every command handler."""
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
 
 from shared.events import SYSTEM, Actor, Envelope, Event, catalog
-from shared.runtime.ports import EventStore
+from shared.runtime.ports import ConcurrencyError, EventStore
 
 
 async def load_stream(store: EventStore, stream_id: str) -> tuple[list[Event], int]:
@@ -37,3 +37,37 @@ async def append_events(
     if envelopes:
         await store.append(stream_id, version, envelopes)
     return envelopes
+
+
+async def decide_and_append(
+    store: EventStore,
+    stream_id: str,
+    decide: Callable[[list[Event]], Awaitable[list[Event]]],
+    *,
+    actor: Actor | None = None,
+    cause: Envelope | None = None,
+    attempts: int = 3,
+) -> list[Event]:
+    """Load a stream, decide new events from its history, append them; decide again on a concurrent write.
+
+    The actor defaults to the cause's (a reaction to an event) or the system; ConcurrencyError after
+    `attempts` (pass 1 for a person's command, who then gets a 409 and may retry knowingly).
+    """
+    for attempt in range(1, attempts + 1):
+        history, version = await load_stream(store, stream_id)
+        new = await decide(history)
+        try:
+            await append_events(
+                store,
+                stream_id,
+                version,
+                new,
+                actor=actor or (cause.actor if cause else SYSTEM),
+                correlation_id=cause.correlation_id if cause else None,
+                causation_id=str(cause.event_id) if cause else None,
+            )
+            return new
+        except ConcurrencyError:
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")

@@ -8,6 +8,7 @@ import base64
 import contextlib
 import json
 import os
+from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -21,17 +22,35 @@ NONCE_BYTES = 12
 
 
 class Vault:
-    def __init__(self, documents: DocumentStore) -> None:
-        self.documents = documents
+    """Keys in `collection` of a service's document store.
+
+    With `remember`, keys stay in this process's memory once read: for a hot key shared by many
+    records (the gateway's hourly intake key), never for per-person keys another process may shred.
+    """
+
+    def __init__(self, documents: DocumentStore, *, collection: str = KEYS, remember: bool = False) -> None:
+        self.documents, self.collection = documents, collection
+        self._remembered: dict[str, bytes] | None = {} if remember else None
 
     async def _key(self, owner_id: str, *, create: bool) -> bytes | None:
-        found = await self.documents.get(KEYS, owner_id)
+        if self._remembered is not None and owner_id in self._remembered:
+            return self._remembered[owner_id]
+        found = await self.documents.get(self.collection, owner_id)
         if found is None and create:
             key = base64.b64encode(AESGCM.generate_key(256)).decode()
             with contextlib.suppress(DuplicateKeyError):  # created concurrently: use that one
-                await self.documents.insert(KEYS, owner_id, {"key": key})
-            found = await self.documents.get(KEYS, owner_id)
-        return base64.b64decode(found["key"]) if found else None
+                await self.documents.insert(
+                    self.collection,
+                    owner_id,
+                    {"owner_id": owner_id, "key": key, "created_at": datetime.now(UTC).isoformat()},
+                )
+            found = await self.documents.get(self.collection, owner_id)
+        if found is None:
+            return None
+        key = base64.b64decode(found["key"])
+        if self._remembered is not None:
+            self._remembered[owner_id] = key
+        return key
 
     async def seal(self, owner_id: str, data: dict[str, Any]) -> Sealed:
         """Encrypt `data` (JSON values) with the owner's key, created on first use."""
@@ -58,4 +77,13 @@ class Vault:
 
     async def forget(self, owner_id: str) -> None:
         """Crypto-shredding: delete the owner's key."""
-        await self.documents.delete(KEYS, owner_id)
+        await self.documents.delete(self.collection, owner_id)
+        if self._remembered is not None:
+            self._remembered.pop(owner_id, None)
+
+    async def forget_created_before(self, moment: datetime) -> list[str]:
+        """Shred every key created before `moment` (retention of keys shared by many records)."""
+        expired = await self.documents.find(self.collection, {"created_at": {"$lt": moment.isoformat()}})
+        for found in expired:
+            await self.forget(found["owner_id"])
+        return [found["owner_id"] for found in expired]

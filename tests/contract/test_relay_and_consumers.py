@@ -120,7 +120,7 @@ def runner(platform, projection: Projection, *, group: str = "projection", max_a
 
 
 async def publish(bus, envelopes: list[Envelope]) -> None:
-    await bus.publish([OutgoingMessage(e.topic, e.stream_id, e.to_json(), tuple(e.headers())) for e in envelopes])
+    await bus.publish([OutgoingMessage.of(e) for e in envelopes])
 
 
 async def test_redelivered_events_are_handled_once_even_across_restarts(platform):

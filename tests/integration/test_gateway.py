@@ -1,20 +1,27 @@
 """The gateway on both backends: accounts, tokens, invitations, lockout, rate limits, idempotency keys,
 and the authorization matrix of every public endpoint × every role."""
 
+import base64
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import jwt
 import pytest
+from prometheus_client import REGISTRY
 
+from services.gateway import domain
 from services.gateway import service as gateway_service
 from services.gateway.api import ROUTES
 from services.gateway.domain import digest
 from services.gateway.handlers import INVITATIONS, Accounts
+from services.matching import service as matching_service
 from services.missions import service as missions_service
 from services.moderation import service as moderation_service
 from services.volunteers import service as volunteers_service
+from shared.events import SignUpRequested, new_id
+from shared.events.vocabulary import Sealed
 from shared.runtime.app import create_app
+from shared.runtime.ports import OutgoingMessage
 from tests.conftest import eventually
 
 PASSWORD = "Cerf-volant bleu 2026 !"
@@ -87,7 +94,8 @@ def gateway_settings(settings, **overrides):
 @pytest.fixture
 async def gateway(settings):
     app = create_app(
-        gateway_settings(settings), [gateway_service, missions_service, moderation_service, volunteers_service]
+        gateway_settings(settings),
+        [gateway_service, missions_service, moderation_service, volunteers_service, matching_service],
     )
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=("10.0.0.1", 1234))
@@ -131,11 +139,52 @@ async def test_sign_up_is_accepted_at_once_then_carried_out(gateway):
     assert outcome["status"] == "rejected" and outcome["problem"]["code"] == "mission_not_found"
 
 
+def accepted_sign_ups() -> float:
+    return REGISTRY.get_sample_value("civique_intake_accepted_total", {"type": "SignUpRequested"}) or 0.0
+
+
 async def test_weak_passwords_are_refused(gateway):
-    for password in ("court", "password123", "azertyuiop"):
+    before = accepted_sign_ups()
+    for password in (
+        "court",
+        "password123",
+        "azertyuiop",
+        "Motdepasse2024!",
+        "aaaaaaaaaaaa",
+        "31415926535",
+        "x-lucie.aubrac-x",
+    ):
         answer = await gateway.post("/volunteers", json={"password": password, "volunteer": VOLUNTEER})
         assert (answer.status_code, answer.json()["code"]) == (422, "weak_password"), password
-    assert await gateway.app.state.runtime.context("gateway").store.backlog() == 0  # nothing accepted
+    assert accepted_sign_ups() == before  # nothing accepted
+
+
+async def test_request_ids_are_signed_so_pending_needs_no_record(gateway):
+    accepted = (await gateway.post("/volunteers", json={"password": PASSWORD, "volunteer": VOLUNTEER})).json()
+    request_id = accepted["request_id"]
+    assert domain.issued_request(JWT_SECRET, request_id)
+    forged = request_id[:-2] + ("AA" if not request_id.endswith("AA") else "BB")
+    for unknown in (forged, request_id.split(".")[0], "unknown", f"{new_id()}.{request_id.split('.')[1]}"):
+        answer = await gateway.get(f"/requests/{unknown}")
+        assert (answer.status_code, answer.json()["code"]) == (404, "request_not_found"), unknown
+    never_published = domain.signed_request_id(JWT_SECRET)
+    assert (await gateway.get(f"/requests/{never_published}")).json() == {
+        "request_id": never_published,
+        "status": "pending",
+    }
+    assert (await gateway.finished(request_id))["status"] == "done"
+
+
+async def test_a_command_whose_intake_key_was_shredded_is_rejected_as_expired(gateway):
+    request_id = domain.signed_request_id(JWT_SECRET)
+    command = SignUpRequested(
+        request_id=request_id,
+        payload=Sealed(key_id="intake-2020010100", ciphertext=base64.b64encode(b"x" * 40).decode()),
+    )
+    await gateway.app.state.runtime.bus.publish([OutgoingMessage.of(command.envelope(1))])
+    outcome = await gateway.finished(request_id)
+    assert outcome["status"] == "rejected" and outcome["problem"]["code"] == "request_expired"
+    assert outcome["kind"] == "sign_up"
 
 
 async def test_unknown_email_and_wrong_password_answer_alike_then_lock(gateway):
@@ -303,7 +352,7 @@ async def test_authorization_matrix_of_every_endpoint_and_role(gateway):
 async def test_rate_limits_answer_429_with_retry_after(settings):
     app = create_app(
         gateway_settings(settings, rate_limit_per_minute=5, sensitive_rate_limit_per_minute=2),
-        [gateway_service, missions_service, moderation_service, volunteers_service],
+        [gateway_service, missions_service, moderation_service, volunteers_service, matching_service],
     )
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=("10.0.0.2", 1234))

@@ -307,9 +307,7 @@ async def test_a_redelivered_decision_changes_nothing_more(platform):
     decision: Envelope = (await platform.app.state.runtime.context("moderation").store.read(mission_id))[0]
     assert decision.type == MissionValidated.event_type()
     # the relay publishing the same decision again (a crash before marking it), and a second handling
-    await platform.app.state.runtime.bus.publish(
-        [OutgoingMessage(decision.topic, decision.stream_id, decision.to_json(), tuple(decision.headers()))]
-    )
+    await platform.app.state.runtime.bus.publish([OutgoingMessage.of(decision)])
     await MissionsHandlers(platform.app.state.runtime.context("missions")).apply_decision(
         mission_id, "validated", None, None, decision
     )
@@ -330,7 +328,7 @@ async def test_a_mission_fills_and_reopens_with_volunteers_acceptances(platform)
 
     async def volunteers_say(*events) -> None:
         envelopes = [e.envelope(v) for e, v in events]
-        await bus.publish([OutgoingMessage(e.topic, e.stream_id, e.to_json(), tuple(e.headers())) for e in envelopes])
+        await bus.publish([OutgoingMessage.of(e) for e in envelopes])
 
     common = {"mission_id": mission_id, "organization_id": "o", "volunteer_id": "v"}
     await volunteers_say(

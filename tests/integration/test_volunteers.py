@@ -73,9 +73,7 @@ class Volunteers:
             stream = event.stream_id()
             self.versions[stream] = self.versions.get(stream, 0) + 1
             envelopes.append(event.envelope(self.versions[stream]))
-        await self.app.state.runtime.bus.publish(
-            [OutgoingMessage(e.topic, e.stream_id, e.to_json(), tuple(e.headers())) for e in envelopes]
-        )
+        await self.app.state.runtime.bus.publish([OutgoingMessage.of(e) for e in envelopes])
 
     async def open_mission(self, mission_id: str, places: int, *, remote: bool = False, minors: bool = False) -> None:
         content = MissionContent(
