@@ -7,9 +7,8 @@ from services.missions.projections import DECISIONS, MISSIONS, ORGANIZATIONS, PO
 from shared.events import Actor, Envelope, Event, OrganizationRegistered, new_id
 from shared.events.vocabulary import MissionContent, ModerationPolicy
 from shared.runtime.app import ServiceContext
-from shared.runtime.ports import ConcurrencyError
 from shared.runtime.problems import Problem
-from shared.runtime.streams import append_events, load_stream
+from shared.runtime.streams import append_events, decide_and_append, load_stream
 
 NOT_FOUND_ORGANIZATION = Problem(404, "organization_not_found", "Cette organisation est introuvable.")
 NOT_FOUND_MISSION = Problem(404, "mission_not_found", "Cette mission est introuvable.")
@@ -142,21 +141,10 @@ class MissionsHandlers:
         self, mission_id, decide, actor: Actor | None = None, *, cause: Envelope | None = None, attempts: int = 3
     ) -> list[Event]:
         """Load, decide, append; a system reaction retries on a concurrent write, a person gets a 409."""
-        for attempt in range(1, attempts + 1):
-            mission, version = await self._load(mission_id)
-            events = decide(mission)
-            try:
-                await append_events(
-                    self.store,
-                    mission_id,
-                    version,
-                    events,
-                    actor=actor or (cause.actor if cause else Actor(id="system", role="system")),
-                    correlation_id=cause.correlation_id if cause else None,
-                    causation_id=str(cause.event_id) if cause else None,
-                )
-                return events
-            except ConcurrencyError:
-                if actor is not None or attempt == attempts:
-                    raise
-        raise AssertionError("unreachable")
+
+        async def decided(history: list[Event]) -> list[Event]:
+            return decide(domain.Mission.replay(mission_id, history))
+
+        return await decide_and_append(
+            self.store, mission_id, decided, actor=actor, cause=cause, attempts=1 if actor else attempts
+        )

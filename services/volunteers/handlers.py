@@ -1,10 +1,8 @@
 """Volunteers application layer: sign-up, profile, applications and waitlist, GDPR export and erasure."""
 
-import asyncio
 import contextlib
 import hashlib
 import hmac
-import random
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
 from typing import Any
@@ -18,7 +16,7 @@ from shared.events.volunteers import ApplicationRefusalReason, WithdrawalReason,
 from shared.runtime.app import ServiceContext
 from shared.runtime.ports import ConcurrencyError, DuplicateKeyError
 from shared.runtime.problems import Problem
-from shared.runtime.streams import append_events, load_stream
+from shared.runtime.streams import append_events, decide_and_append, load_stream
 from shared.runtime.vault import Vault
 
 PERSONAL_FIELDS = ("first_name", "last_name", "email", "phone", "birth_date", "health_risk")
@@ -265,25 +263,19 @@ class VolunteersHandlers:
         cause: Envelope | None = None,
     ) -> list[Event]:
         """Load the mission's roster, decide, append; a concurrent write to the roster retries."""
-        stream = roster_stream(mission_id)
-        for attempt in range(1, ROSTER_ATTEMPTS + 1):
-            events, version = await load_stream(self.store, stream)
-            new = await decide(domain.Roster.replay(mission_id, events))
-            try:
-                await append_events(
-                    self.store,
-                    stream,
-                    version,
-                    new,
-                    actor=actor or (cause.actor if cause else Actor(id="system", role="system")),
-                    causation_id=str(cause.event_id) if cause else None,
-                )
-                return new
-            except ConcurrencyError:
-                if attempt == ROSTER_ATTEMPTS:
-                    raise
-                await asyncio.sleep(random.uniform(0, 0.002 * attempt))  # jitter spreads the retries
-        raise AssertionError("unreachable")
+
+        async def decided(history: list[Event]) -> list[Event]:
+            return await decide(domain.Roster.replay(mission_id, history))
+
+        return await decide_and_append(
+            self.store,
+            roster_stream(mission_id),
+            decided,
+            actor=actor,
+            cause=cause,
+            attempts=ROSTER_ATTEMPTS,
+            jitter_s=0.002,
+        )
 
     # ---- GDPR ----
 

@@ -1,17 +1,24 @@
 """Production adapters on a MongoDB-protocol server (MongoDB or FerretDB 1.x) through PyMongo's async API.
 
 FerretDB 1.x has no multi-document transactions, so an append is ONE document (a "commit") that
-holds the whole batch: atomic by construction. Its id is `<stream>:<first version>`, and the
-writer checks the stream head before inserting; two writers that read the same head race for the
-same id and the loser gets a duplicate key, hence a ConcurrencyError.
+holds the whole batch: atomic by construction. Its id is `<stream>:<first version>`.
+
+FerretDB 1.x on SQLite answers only `_id` equality from storage; any other filter reads the whole
+collection (about 55 µs a document). So every hot path here goes by `_id` (ADR 0006):
+- a stream is a chain of commits: `<stream>:1`, then `<stream>:<last + 1>`, … until one is missing;
+  each process remembers the last commit it saw of a stream and walks on from there;
+- the outbox is a collection of its own, holding only what is not published yet (small), with the
+  commit's id. An append inserts the outbox entry first, then the commit: two writers racing for a
+  version collide on the outbox id (ConcurrencyError). A writer that dies between the two leaves an
+  orphan entry, which the relay drops once it is older than `ORPHAN_AFTER` (the version then frees).
 """
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError as MongoDuplicateKeyError
 
@@ -29,81 +36,96 @@ from shared.runtime.ports import (
     parse_filter,
 )
 
-COMMITS = "event_commits"
+COMMITS, OUTBOX = "event_commits", "event_outbox"
+ORPHAN_AFTER = timedelta(seconds=30)
 
 
 class MongoEventStore:
     def __init__(self, db: AsyncDatabase, service: str) -> None:
         self.service = service
-        self._commits = db[COMMITS]
+        self._commits, self._outbox = db[COMMITS], db[OUTBOX]
         self._db = db
-        self._ready = False
+        self._last_seen: dict[str, int] = {}  # stream → first version of the last commit seen (commits never change)
 
-    async def _setup(self) -> None:
-        if not self._ready:
-            await self._commits.create_index([("stream_id", ASCENDING), ("last", DESCENDING)], name="stream_head")
-            await self._commits.create_index(
-                [("published", ASCENDING), ("stream_id", ASCENDING), ("first", ASCENDING)], name="outbox"
-            )
-            self._ready = True
+    async def _chain(self, stream_id: str, from_first: int = 1) -> list[dict[str, Any]]:
+        """The commits of a stream from the one starting at `from_first`, by `_id` only."""
+        commits, first = [], from_first
+        while (commit := await self._commits.find_one({"_id": f"{stream_id}:{first}"})) is not None:
+            commits.append(commit)
+            first = commit["last"] + 1
+        if commits:
+            self._last_seen[stream_id] = commits[-1]["first"]
+        return commits
+
+    async def _head(self, stream_id: str) -> int:
+        commits = await self._chain(stream_id, self._last_seen.get(stream_id, 1))
+        return commits[-1]["last"] if commits else 0
 
     async def append(self, stream_id: str, expected_version: int, events: Sequence[Envelope]) -> None:
         check_batch(stream_id, expected_version, events)
-        await self._setup()
         head = await self._head(stream_id)
         if head != expected_version:
             raise ConcurrencyError(stream_id, expected_version, head)
+        commit_id, now = f"{stream_id}:{expected_version + 1}", datetime.now(UTC)
+        entry = {"stream_id": stream_id, "first": expected_version + 1, "size": len(events), "recorded_at": now}
+        try:
+            await self._outbox.insert_one({"_id": commit_id, **entry})
+        except MongoDuplicateKeyError as exc:
+            raise ConcurrencyError(stream_id, expected_version) from exc
         commit = {
-            "_id": f"{stream_id}:{expected_version + 1}",
+            "_id": commit_id,
             "stream_id": stream_id,
             "first": expected_version + 1,
             "last": expected_version + len(events),
             "size": len(events),
             # envelopes as JSON text: FerretDB refuses nested arrays and keys with '.' or '$'
             "events": [e.model_dump_json() for e in events],
-            "published": False,
-            "recorded_at": datetime.now(UTC),
+            "recorded_at": now,
         }
         try:
             await self._commits.insert_one(commit)
         except MongoDuplicateKeyError as exc:
+            # the version was taken and published meanwhile (its outbox entry gone): ours is an orphan
+            await self._outbox.delete_one({"_id": commit_id})
             raise ConcurrencyError(stream_id, expected_version) from exc
+        if datetime.now(UTC) - now > ORPHAN_AFTER / 2:  # so slow the relay may have dropped our entry: restore it
+            await self._outbox.replace_one({"_id": commit_id}, entry, upsert=True)
+        self._last_seen[stream_id] = expected_version + 1
         count_appended(self.service, events)
 
-    async def _head(self, stream_id: str) -> int:
-        doc = await self._commits.find_one({"stream_id": stream_id}, {"last": 1}, sort=[("last", DESCENDING)])
-        return doc["last"] if doc else 0
-
     async def read(self, stream_id: str, after_version: int = 0) -> list[Envelope]:
-        await self._setup()
-        cursor = self._commits.find({"stream_id": stream_id, "last": {"$gt": after_version}}, {"events": 1})
         envelopes = [
-            Envelope.model_validate_json(raw) async for doc in cursor.sort("first", ASCENDING) for raw in doc["events"]
+            Envelope.model_validate_json(raw) for commit in await self._chain(stream_id) for raw in commit["events"]
         ]
         return [e for e in envelopes if e.stream_version > after_version]
 
     async def unpublished(self, limit: int = 500) -> list[Unpublished]:
-        await self._setup()
-        cursor = self._commits.find({"published": False}, {"events": 1}).sort(
-            [("stream_id", ASCENDING), ("first", ASCENDING)]
-        )
-        return [
-            Unpublished(token=doc["_id"], events=tuple(Envelope.model_validate_json(raw) for raw in doc["events"]))
-            async for doc in cursor.limit(limit)
-        ]
+        entries = sorted(await self._outbox.find({}).to_list(), key=lambda e: (e["stream_id"], e["first"]))
+        found: list[Unpublished] = []
+        blocked: set[str] = set()  # a stream waits behind its first entry whose commit is not there
+        for entry in entries:
+            if len(found) >= limit:
+                break
+            if entry["stream_id"] in blocked:
+                continue
+            commit = await self._commits.find_one({"_id": entry["_id"]})
+            if commit is None:
+                blocked.add(entry["stream_id"])
+                recorded = entry["recorded_at"].replace(tzinfo=UTC)
+                if datetime.now(UTC) - recorded > ORPHAN_AFTER:  # its writer died before the commit
+                    await self._outbox.delete_one({"_id": entry["_id"]})
+                continue
+            found.append(
+                Unpublished(token=entry["_id"], events=tuple(Envelope.model_validate_json(r) for r in commit["events"]))
+            )
+        return found
 
     async def mark_published(self, batches: Sequence[Unpublished]) -> None:
         if batches:
-            await self._commits.update_many({"_id": {"$in": [b.token for b in batches]}}, {"$set": {"published": True}})
+            await self._outbox.delete_many({"_id": {"$in": [b.token for b in batches]}})
 
     async def backlog(self) -> int:
-        await self._setup()
-        rows = await (
-            await self._commits.aggregate(
-                [{"$match": {"published": False}}, {"$group": {"_id": None, "n": {"$sum": "$size"}}}]
-            )
-        ).to_list()
-        return rows[0]["n"] if rows else 0
+        return sum(entry["size"] for entry in await self._outbox.find({}, {"size": 1}).to_list())
 
     async def ping(self) -> None:
         await self._db.command("ping")

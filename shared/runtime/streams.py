@@ -1,5 +1,7 @@
 """Loading an aggregate's events and appending new ones: the two steps of every command handler."""
 
+import asyncio
+import random
 from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
@@ -47,11 +49,13 @@ async def decide_and_append(
     actor: Actor | None = None,
     cause: Envelope | None = None,
     attempts: int = 3,
+    jitter_s: float = 0.0,
 ) -> list[Event]:
     """Load a stream, decide new events from its history, append them; decide again on a concurrent write.
 
     The actor defaults to the cause's (a reaction to an event) or the system; ConcurrencyError after
-    `attempts` (pass 1 for a person's command, who then gets a 409 and may retry knowingly).
+    `attempts` (pass 1 for a person's command, who then gets a 409 and may retry knowingly). With
+    `jitter_s`, retry n first waits up to n × jitter_s: a burst on one stream lets one writer through each time.
     """
     for attempt in range(1, attempts + 1):
         history, version = await load_stream(store, stream_id)
@@ -70,4 +74,6 @@ async def decide_and_append(
         except ConcurrencyError:
             if attempt == attempts:
                 raise
+            if jitter_s:
+                await asyncio.sleep(random.uniform(0, jitter_s * attempt))
     raise AssertionError("unreachable")

@@ -103,3 +103,33 @@ async def test_unpublished_events_come_in_stream_order_until_marked(store):
     await store.mark_published(await store.unpublished())
     assert await store.unpublished() == []
     assert await store.backlog() == 0
+
+
+async def test_a_writer_dead_between_outbox_and_commit_blocks_its_version_until_the_orphan_is_dropped(
+    tmp_path, servers
+):
+    """MongoDB protocol only: the embedded store writes both in one transaction, so it has no such gap."""
+    from datetime import UTC, datetime
+
+    from shared.runtime.mongo import ORPHAN_AFTER, OUTBOX
+    from tests.conftest import make_settings
+
+    storage = open_storage(make_settings("kafka+mongo", tmp_path, servers), "contract")
+    store = storage.store
+    try:
+        await store.append("m1", 0, reopened("m1", 1))
+        outbox = store._outbox  # the dead writer's half-done append, as it left it
+        await outbox.insert_one(
+            {"_id": "m1:2", "stream_id": "m1", "first": 2, "size": 1, "recorded_at": datetime.now(UTC)}
+        )
+        with pytest.raises(ConcurrencyError):
+            await store.append("m1", 1, reopened("m1", 2))
+        assert [b.token for b in await store.unpublished()] == ["m1:1"]  # the orphan waits: maybe just slow
+        await outbox.update_one({"_id": "m1:2"}, {"$set": {"recorded_at": datetime.now(UTC) - 2 * ORPHAN_AFTER}})
+        assert [b.token for b in await store.unpublished()] == ["m1:1"]
+        assert await outbox.find_one({"_id": "m1:2"}) is None and outbox.name == OUTBOX  # dropped
+        await store.append("m1", 1, reopened("m1", 2))
+        assert [e.stream_version for e in await store.read("m1")] == [1, 2]
+        assert [b.token for b in await store.unpublished()] == ["m1:1", "m1:2"]
+    finally:
+        await storage.close()
