@@ -329,16 +329,6 @@ def relayed(route: Route) -> Callable[[Request], Awaitable[Response]]:
     return endpoint
 
 
-for _route in ROUTES:
-    router.add_api_route(
-        _route.public,
-        relayed(_route),
-        methods=[_route.method],
-        tags=[_route.service],
-        summary=f"{_route.method} {_route.public} ({_route.service})",
-    )
-
-
 # ---- accounts and sessions ----
 
 
@@ -515,3 +505,14 @@ async def accept_invitation(token: str, body: InvitationAcceptance, request: Req
             502, "appointment_failed", "Le compte est créé mais la nomination a échoué : contactez un administrateur."
         )
     return {"account_id": account["id"], "departments": invitation["departments"]}
+
+
+# after the gateway's own routes, so that the sign-up of a spike is matched first
+for _route in ROUTES:
+    router.add_api_route(
+        _route.public,
+        relayed(_route),
+        methods=[_route.method],
+        tags=[_route.service],
+        summary=f"{_route.method} {_route.public} ({_route.service})",
+    )

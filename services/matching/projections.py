@@ -7,6 +7,7 @@ one consumer group wrote, and a restart rebuilds the index from the store.
 """
 
 import asyncio
+import gc
 import time
 from datetime import date
 from typing import Any
@@ -189,15 +190,20 @@ class MatchingIndex:
         """Apply every document changed since the last refresh (all of them the first time); returns how many."""
         since = {"updated": {"$gte": self.watermark - OVERLAP_NS}} if self.watermark else None
         started = stamp()
-        applications = await documents.find(APPLICATIONS, since)
-        for doc in applications:
-            self.apply_application(doc)
-        volunteers = await documents.find(VOLUNTEERS, since)
-        for doc in volunteers:
-            self.apply_volunteer(doc)
-        missions = await documents.find(MISSIONS, since)
-        for doc in missions:
-            self.apply_mission(doc)
+        # a rebuild makes millions of long-lived objects: the cyclic collector would rescan them again and again
+        gc.disable()
+        try:
+            applications = await documents.find(APPLICATIONS, since)
+            for doc in applications:
+                self.apply_application(doc)
+            volunteers = await documents.find(VOLUNTEERS, since)
+            for doc in volunteers:
+                self.apply_volunteer(doc)
+            missions = await documents.find(MISSIONS, since)
+            for doc in missions:
+                self.apply_mission(doc)
+        finally:
+            gc.enable()
         self.watermark, self.refreshed_at = started, time.monotonic()
         return len(applications) + len(volunteers) + len(missions)
 

@@ -17,6 +17,7 @@ import uvicorn
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.events import catalog, new_id
 from shared.events.schemas import asyncapi
@@ -187,20 +188,7 @@ def create_app(settings: Settings, services: Sequence[Service], *, title: str = 
         for router in service.routers:
             app.include_router(router)
 
-    @app.middleware("http")
-    async def correlate_and_time(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        correlation_id = request.headers.get("x-correlation-id") or new_id()
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(correlation_id=correlation_id)
-        request.state.correlation_id = correlation_id
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        HTTP_SECONDS.labels(request.method, getattr(route, "path", "unmatched"), str(response.status_code)).observe(
-            time.perf_counter() - started
-        )
-        response.headers["x-correlation-id"] = correlation_id
-        return response
+    app.add_middleware(CorrelateAndTime)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
@@ -226,6 +214,42 @@ def create_app(settings: Settings, services: Sequence[Service], *, title: str = 
         return asyncapi(catalog)
 
     return app
+
+
+class CorrelateAndTime:
+    """Binds the request's correlation id to the logs, echoes it, times the request.
+
+    Pure ASGI rather than `@app.middleware("http")`: that one costs a task and a stream per request,
+    a fifth of the gateway's work on the 202 path of a sign-up spike.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        sent = dict(scope["headers"]).get(b"x-correlation-id", b"").decode("latin-1")
+        correlation_id = sent or new_id()
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(correlation_id=correlation_id)
+        started, status = time.perf_counter(), 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-correlation-id", correlation_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = scope.get("route")
+            HTTP_SECONDS.labels(scope["method"], getattr(route, "path", "unmatched"), str(status)).observe(
+                time.perf_counter() - started
+            )
 
 
 def serve(services: Sequence[Service], *, title: str) -> None:
