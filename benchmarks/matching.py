@@ -22,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.report import write_section  # noqa: E402
 from benchmarks.spike import machine  # noqa: E402
 from services.matching import domain  # noqa: E402
 from services.matching.handlers import MatchingHandlers, SearchQuery  # noqa: E402
@@ -265,13 +266,7 @@ in one process. Baseline: the same query by a linear scan of every mission (no g
 
 Targets: recommendation p99 < 20 ms, search p99 < 50 ms, rebuild < 30 s.
 """
-    report = ROOT / "docs" / "benchmarks.md"
-    previous = report.read_text() if report.exists() else "# Benchmarks\n"
-    start = previous.find("## Matching")
-    if start >= 0:
-        end = previous.find("\n## ", start + 1)
-        previous = previous[:start] + previous[end + 1 :] if end >= 0 else previous[:start]
-    report.write_text(previous.rstrip() + "\n\n" + section)
+    write_section(section)
     print(json.dumps(figures, indent=2))
 
 

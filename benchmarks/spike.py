@@ -27,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.report import write_section  # noqa: E402
 from shared.runtime.backend import open_storage  # noqa: E402
 from shared.runtime.settings import Settings  # noqa: E402
 
@@ -245,7 +246,6 @@ def main() -> None:
         "machine": machine(),
     }
     (out / "spike.json").write_text(json.dumps(figures, indent=2) + "\n")
-    report = ROOT / "docs" / "benchmarks.md"
     section = f"""## Spike: sign-ups through the gateway (benchmarks/spike.py)
 
 Machine: {figures["machine"]}. Kafka 4.1.1 and FerretDB 1.24.2 on the same machine; the gateway as an
@@ -266,16 +266,7 @@ Accepted = 202 answers counted by the gateway (Kafka acknowledged each command b
 | lost / duplicated | {figures["lost"]} / {figures["duplicated"]} |
 | time to drain after the burst (s) | {figures["drain_s"]} |
 """
-    previous = (
-        report.read_text()
-        if report.exists()
-        else "# Benchmarks\n\nFigures from the latest runs; each script rewrites its own section.\n\n"
-    )
-    start = previous.find("## Spike")
-    if start >= 0:
-        end = previous.find("\n## ", start + 1)
-        previous = previous[:start] + previous[end + 1 :] if end >= 0 else previous[:start]
-    report.write_text(previous.rstrip() + "\n\n" + section)
+    write_section(section)
     print(json.dumps(figures, indent=2))
 
 

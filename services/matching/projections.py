@@ -37,6 +37,7 @@ from shared.events import (
 )
 from shared.geo import postal_area
 from shared.runtime.ports import DocumentStore
+from shared.runtime.projections import fresh_document
 
 MISSIONS, VOLUNTEERS, APPLICATIONS = "missions", "volunteers", "applications"
 ORGANIZATIONS, REFERENTS = "organizations", "referents"
@@ -62,14 +63,8 @@ def stamp() -> int:
     return time.time_ns()
 
 
-async def _fresh(documents: DocumentStore, collection: str, doc_id: str, env: Envelope) -> dict[str, Any] | None:
-    """The document to update, or None when it already reflects this event (redelivery)."""
-    doc = await documents.get(collection, doc_id) or {"id": doc_id, "version": 0}
-    return None if doc["version"] >= env.stream_version else {**doc, "version": env.stream_version}
-
-
 async def on_mission_event(documents: DocumentStore, event: Event, env: Envelope) -> None:
-    doc = await _fresh(documents, MISSIONS, env.stream_id, env)
+    doc = await fresh_document(documents, MISSIONS, env.stream_id, env)
     if doc is None:
         return
     match event:
@@ -102,7 +97,7 @@ async def on_mission_event(documents: DocumentStore, event: Event, env: Envelope
 
 
 async def on_volunteer_event(documents: DocumentStore, event: Event, env: Envelope) -> None:
-    doc = await _fresh(documents, VOLUNTEERS, env.stream_id, env)
+    doc = await fresh_document(documents, VOLUNTEERS, env.stream_id, env)
     if doc is None:
         return
     if isinstance(event, VolunteerErased):
@@ -124,7 +119,7 @@ async def on_volunteer_event(documents: DocumentStore, event: Event, env: Envelo
 async def on_application_event(documents: DocumentStore, event: Event, env: Envelope) -> None:
     """One document per (mission, volunteer); the roster stream's version guards redeliveries."""
     assert isinstance(event, tuple(APPLICATION_STATUS))
-    doc = await _fresh(documents, APPLICATIONS, f"{event.mission_id}:{event.volunteer_id}", env)
+    doc = await fresh_document(documents, APPLICATIONS, f"{event.mission_id}:{event.volunteer_id}", env)
     if doc is None:
         return
     doc |= {
@@ -142,7 +137,7 @@ async def on_organization_registered(documents: DocumentStore, event: Organizati
 
 
 async def on_referent_event(documents: DocumentStore, event: Event, env: Envelope) -> None:
-    doc = await _fresh(documents, REFERENTS, env.stream_id, env)
+    doc = await fresh_document(documents, REFERENTS, env.stream_id, env)
     if doc is None:
         return
     departments = event.departments if isinstance(event, ReferentAppointed) else []

@@ -1,8 +1,6 @@
 """Read models of the volunteers service. None holds personal data in clear: names, contacts and
 messages stay sealed and are opened at read time, so erasing a volunteer's key scrubs them too."""
 
-from typing import Any
-
 from shared.events import (
     ApplicationAccepted,
     ApplicationCancelled,
@@ -26,6 +24,7 @@ from shared.events import (
 )
 from shared.events.missions import mission_status_after
 from shared.runtime.ports import DocumentStore
+from shared.runtime.projections import fresh_document
 
 VOLUNTEERS, APPLICATIONS, WAITLIST = "volunteers", "applications", "waitlist"
 MISSIONS, ORGANIZATIONS, EMAILS = "missions", "organizations", "email_index"
@@ -48,13 +47,8 @@ async def setup(documents: DocumentStore) -> None:
     await documents.ensure_index(WAITLIST, ["volunteer_id", "active"])
 
 
-async def _fresh(documents: DocumentStore, collection: str, doc_id: str, env: Envelope) -> dict[str, Any] | None:
-    doc = await documents.get(collection, doc_id) or {"id": doc_id, "version": 0}
-    return None if doc["version"] >= env.stream_version else {**doc, "version": env.stream_version}
-
-
 async def on_volunteer_event(documents: DocumentStore, event: Event, env: Envelope) -> None:
-    doc = await _fresh(documents, VOLUNTEERS, env.stream_id, env)
+    doc = await fresh_document(documents, VOLUNTEERS, env.stream_id, env)
     if doc is None:
         return
     if isinstance(event, VolunteerErased):
@@ -75,7 +69,7 @@ async def on_volunteer_event(documents: DocumentStore, event: Event, env: Envelo
 
 async def on_roster_event(documents: DocumentStore, event: Event, env: Envelope) -> None:
     if isinstance(event, VolunteerWaitlisted | VolunteerLeftWaitlist):
-        doc = await _fresh(documents, WAITLIST, f"{event.mission_id}:{event.volunteer_id}", env)
+        doc = await fresh_document(documents, WAITLIST, f"{event.mission_id}:{event.volunteer_id}", env)
         if doc is None:
             return
         doc.update(
@@ -85,7 +79,7 @@ async def on_roster_event(documents: DocumentStore, event: Event, env: Envelope)
             doc["since"] = env.occurred_at.isoformat()
         await documents.put(WAITLIST, doc["id"], doc)
         return
-    doc = await _fresh(documents, APPLICATIONS, event.application_id, env)
+    doc = await fresh_document(documents, APPLICATIONS, event.application_id, env)
     if doc is None:
         return
     match event:
@@ -117,7 +111,7 @@ async def on_roster_event(documents: DocumentStore, event: Event, env: Envelope)
 
 
 async def on_mission_event(documents: DocumentStore, event: Event, env: Envelope) -> None:
-    doc = await _fresh(documents, MISSIONS, env.stream_id, env)
+    doc = await fresh_document(documents, MISSIONS, env.stream_id, env)
     if doc is None:
         return
     if isinstance(event, MissionPublished):
