@@ -21,6 +21,7 @@ import structlog
 from shared.events import Envelope, new_id
 from shared.runtime.metrics import count_appended
 from shared.runtime.ports import (
+    AppendSignal,
     ConcurrencyError,
     DuplicateKeyError,
     Filter,
@@ -98,6 +99,7 @@ class SqliteEventStore:
     def __init__(self, db: SqliteDatabase, service: str) -> None:
         self._db = db
         self.service = service
+        self.appended = AppendSignal()
         self._ready = False
 
     async def _setup(self) -> None:
@@ -138,6 +140,7 @@ class SqliteEventStore:
             await self._db.run(lambda c: transaction(c, write))
         except sqlite3.IntegrityError as exc:  # another process won the race between check and insert
             raise ConcurrencyError(stream_id, expected_version) from exc
+        self.appended.notify()
         count_appended(self.service, events)
 
     async def read(self, stream_id: str, after_version: int = 0) -> list[Envelope]:

@@ -25,6 +25,7 @@ from pymongo.errors import DuplicateKeyError as MongoDuplicateKeyError
 from shared.events import Envelope
 from shared.runtime.metrics import count_appended
 from shared.runtime.ports import (
+    AppendSignal,
     ConcurrencyError,
     DuplicateKeyError,
     Filter,
@@ -45,6 +46,7 @@ class MongoEventStore:
         self.service = service
         self._commits, self._outbox = db[COMMITS], db[OUTBOX]
         self._db = db
+        self.appended = AppendSignal()
         self._last_seen: dict[str, int] = {}  # stream → first version of the last commit seen (commits never change)
 
     async def _chain(self, stream_id: str, from_first: int = 1) -> list[dict[str, Any]]:
@@ -91,6 +93,7 @@ class MongoEventStore:
         if datetime.now(UTC) - now > ORPHAN_AFTER / 2:  # so slow the relay may have dropped our entry: restore it
             await self._outbox.replace_one({"_id": commit_id}, entry, upsert=True)
         self._last_seen[stream_id] = expected_version + 1
+        self.appended.notify()
         count_appended(self.service, events)
 
     async def read(self, stream_id: str, after_version: int = 0) -> list[Envelope]:

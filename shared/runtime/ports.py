@@ -5,6 +5,8 @@
 - DocumentStore: read models, queried with a small MongoDB-compatible filter subset.
 """
 
+import asyncio
+import contextlib
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,7 +40,29 @@ class Unpublished:
     events: tuple[Envelope, ...]
 
 
+class AppendSignal:
+    """Wakes this process's relay when this process appends; other processes' appends wait for its poll."""
+
+    def __init__(self) -> None:
+        self._appended = asyncio.Event()
+
+    def notify(self) -> None:
+        self._appended.set()
+
+    def reset(self) -> None:
+        """Call before looking for unpublished events: an append from then on ends the next `wait`."""
+        self._appended.clear()
+
+    async def wait(self, at_most_s: float) -> None:
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation racing its timeout
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(at_most_s):
+                await self._appended.wait()
+
+
 class EventStore(Protocol):
+    appended: AppendSignal
+
     async def append(self, stream_id: str, expected_version: int, events: Sequence[Envelope]) -> None:
         """Append events at `expected_version + 1...`, all or none; ConcurrencyError if the stream moved."""
         ...

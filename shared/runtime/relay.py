@@ -35,10 +35,11 @@ class Relay:
         return len(events)
 
     async def run(self) -> None:
-        """Publish forever: at once while there is a backlog, every `interval` when idle."""
+        """Publish forever: at once while there is a backlog or after an append here, every `interval` otherwise."""
         failures = 0
         while True:
             try:
+                self.store.appended.reset()
                 published = await self.publish_pending()
                 failures = 0
             except Exception:
@@ -47,7 +48,7 @@ class Relay:
                 await asyncio.sleep(min(5.0, self.interval * 2**failures))
                 continue
             if not published:
-                await asyncio.sleep(self.interval)
+                await self.store.appended.wait(self.interval)
 
     def start(self) -> None:
         self._task = start_supervised(self.run(), name=f"relay:{self.service}")

@@ -20,7 +20,8 @@ class Settings(BaseSettings):
     consumer_session_timeout_ms: int = Field(default=10_000, ge=1_000)
     consumer_max_attempts: int = Field(default=5, ge=1)
     consumer_retry_backoff_s: float = Field(default=0.2, ge=0)
-    relay_interval_s: float = Field(default=0.05, gt=0)
+    # appends of this process wake its relay at once; this is how soon another process's are noticed
+    relay_interval_s: float = Field(default=0.5, gt=0)
     # off for HTTP-only replicas: this process then runs no consumer group and no scheduled job
     run_consumers: bool = True
     # crisis mode (DOMAIN.md): volunteers aged 70+ or declaring a health risk apply to remote missions only

@@ -70,6 +70,23 @@ async def test_the_relay_publishes_in_stream_order_and_marks(platform):
     assert dict(versions) == {f"m{s}": [1, 2, 3, 4, 5, 6] for s in range(5)}
 
 
+async def test_an_append_in_this_process_wakes_the_idle_relay_at_once(platform):
+    storage, bus = platform
+    recorder = Recorder()
+    subscription = bus.subscribe("woken", ["missions.mission"], recorder)
+    await subscription.start()
+    relay = Relay("contract", storage.store, bus, interval=3600)  # idle polls an hour apart
+    relay.start()
+    try:
+        await storage.store.append("m1", 0, [reopened("m1", 1)])
+        await eventually(
+            lambda: recorder.count_at_least(1), within=10, what="the append published long before the poll"
+        )
+    finally:
+        await relay.stop()
+        await subscription.stop()
+
+
 async def test_a_relay_killed_mid_way_loses_nothing_on_restart(platform):
     storage, bus = platform
     await append_streams(storage.store, streams=4, versions=5)
