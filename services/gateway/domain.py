@@ -106,7 +106,8 @@ def signed_request_id(secret: str) -> str:
 
 def issued_request(secret: str, signed: str) -> bool:
     request_id, _, signature = signed.partition(".")
-    return bool(signature) and hmac.compare_digest(signature, _signature(secret, request_id))
+    # bytes: compare_digest refuses str with non-ASCII characters, and an id comes from anyone's URL
+    return bool(signature) and hmac.compare_digest(signature.encode(), _signature(secret, request_id).encode())
 
 
 def _signature(secret: str, request_id: str) -> str:

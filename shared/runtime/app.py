@@ -6,6 +6,7 @@ One process can host one service (`python -m services.missions`) or all of them
 
 import asyncio
 import contextlib
+import json
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
@@ -261,12 +262,20 @@ def serve(services: Sequence[Service], *, title: str) -> None:
 
 
 def with_process_secrets(settings: Settings) -> Settings:
-    """Embedded runs draw the gateway's secrets at start; production must set them (fail fast)."""
-    missing = {
-        name: secrets.token_urlsafe(32) for name in ("jwt_secret", "internal_token") if getattr(settings, name) is None
-    }
-    if missing and settings.backend != "embedded":
+    """Embedded runs draw the gateway's secrets once and keep them in the data directory (sessions and
+    request ids outlive a restart); production must set them (fail fast)."""
+    missing = [name for name in ("jwt_secret", "internal_token") if getattr(settings, name) is None]
+    if not missing:
+        return settings
+    if settings.backend != "embedded":
         raise SystemExit(
             f"set CIVIQUE_{'/CIVIQUE_'.join(n.upper() for n in missing)} for the {settings.backend} backend"
         )
-    return settings.model_copy(update=missing)
+    kept = settings.data_dir / "secrets.json"
+    stored = json.loads(kept.read_text()) if kept.exists() else {}
+    if any(name not in stored for name in missing):
+        stored |= {name: secrets.token_urlsafe(32) for name in missing if name not in stored}
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        kept.touch(mode=0o600)
+        kept.write_text(json.dumps(stored))
+    return settings.model_copy(update={name: stored[name] for name in missing})

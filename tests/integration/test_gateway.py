@@ -164,7 +164,7 @@ async def test_request_ids_are_signed_so_pending_needs_no_record(gateway):
     request_id = accepted["request_id"]
     assert domain.issued_request(JWT_SECRET, request_id)
     forged = request_id[:-2] + ("AA" if not request_id.endswith("AA") else "BB")
-    for unknown in (forged, request_id.split(".")[0], "unknown", f"{new_id()}.{request_id.split('.')[1]}"):
+    for unknown in (forged, request_id.split(".")[0], "unknown", f"{new_id()}.{request_id.split('.')[1]}", ".é\u00f2"):
         answer = await gateway.get(f"/requests/{unknown}")
         assert (answer.status_code, answer.json()["code"]) == (404, "request_not_found"), unknown
     never_published = domain.signed_request_id(JWT_SECRET)
