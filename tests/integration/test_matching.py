@@ -245,6 +245,7 @@ async def test_organisations_find_and_invite_volunteers_within_the_caps(matching
         return answer.json() if answer.status_code == 200 and len(answer.json()) == 2 else None
 
     found = await matching.settled(suggested, "volunteers for m1")
+    await search(matching, 3, postal_code="56000", remote="false")  # the three missions are indexed
     assert [v["volunteer_id"] for v in found] == ["near", "other-domain"]  # their domain first
     assert set(found[0]) == {"volunteer_id", "department", "distance_km", "domains", "availability", "mode"}
     for actor, status in [(OTHER_MANAGER, 403), (REFERENT, 403), (Actor(id="near", role="volunteer"), 403)]:
