@@ -35,56 +35,64 @@ async def test_a_burst_survives_a_kill_mid_way(settings):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     platform = start("services", settings, port)
-    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
 
-        async def ready() -> bool:
-            try:
-                return (await client.get("/readyz")).status_code == 200
-            except httpx.TransportError:
-                return False
+            async def ready() -> bool:
+                try:
+                    return (await client.get("/readyz")).status_code == 200
+                except httpx.TransportError:
+                    return False
 
-        await eventually(ready, within=60, what="the platform")
-        answers = await asyncio.gather(
-            *(
-                client.post("/api/v1/volunteers", json={"password": PASSWORD, "volunteer": volunteer(n)})
-                for n in range(BURST)
+            await eventually(ready, within=60, what="the platform")
+            answers = await asyncio.gather(
+                *(
+                    client.post("/api/v1/volunteers", json={"password": PASSWORD, "volunteer": volunteer(n)})
+                    for n in range(BURST)
+                )
             )
-        )
-        if [a.status_code for a in answers] != [202] * BURST:
-            platform.terminate()
-            raise AssertionError(
-                f"{[a.text for a in answers if a.status_code != 202]}; {platform.stderr.read().decode()[-3000:]}"
-            )
-        requests = [a.json()["request_id"] for a in answers]
-
-        async def statuses() -> list[str]:
-            return [(await client.get(f"/api/v1/requests/{r}")).json()["status"] for r in requests]
-
-        async def some_done() -> bool:
-            return (await statuses()).count("done") >= 3
-
-        await eventually(some_done, within=60, what="the first sign-ups carried out")
-        platform.send_signal(signal.SIGKILL)
-        platform.wait(timeout=30)
-
-        platform = start("services", settings, port)
-        try:
-            await eventually(ready, within=60, what="the platform after the restart")
-
-            async def all_done() -> bool:
-                return (await statuses()) == ["done"] * BURST
-
-            try:
-                await eventually(all_done, within=120, what="every sign-up carried out")
-            except AssertionError as exc:
-                counts = Counter(await statuses())
+            if [a.status_code for a in answers] != [202] * BURST:
                 platform.terminate()
-                raise AssertionError(f"{exc}: {counts}; {platform.stderr.read().decode()[-3000:]}") from None
-            resources = [(await client.get(f"/api/v1/requests/{r}")).json()["resource"] for r in requests]
-            login = await client.post("/api/v1/auth/login", json={"email": "burst7@exemple.fr", "password": PASSWORD})
-            assert login.status_code == 200
-        finally:
-            platform.terminate()
+                raise AssertionError(
+                    f"{[a.text for a in answers if a.status_code != 202]}; {platform.stderr.read().decode()[-3000:]}"
+                )
+            requests = [a.json()["request_id"] for a in answers]
+
+            async def statuses() -> list[str]:
+                return [(await client.get(f"/api/v1/requests/{r}")).json()["status"] for r in requests]
+
+            async def some_done() -> bool:
+                return (await statuses()).count("done") >= 3
+
+            await eventually(some_done, within=60, what="the first sign-ups carried out")
+            platform.send_signal(signal.SIGKILL)
+            platform.wait(timeout=30)
+
+            platform = start("services", settings, port)
+            try:
+                await eventually(ready, within=60, what="the platform after the restart")
+
+                async def all_done() -> bool:
+                    return (await statuses()) == ["done"] * BURST
+
+                try:
+                    await eventually(all_done, within=120, what="every sign-up carried out")
+                except AssertionError as exc:
+                    counts = Counter(await statuses())
+                    platform.terminate()
+                    raise AssertionError(f"{exc}: {counts}; {platform.stderr.read().decode()[-3000:]}") from None
+                resources = [(await client.get(f"/api/v1/requests/{r}")).json()["resource"] for r in requests]
+                login = await client.post(
+                    "/api/v1/auth/login", json={"email": "burst7@exemple.fr", "password": PASSWORD}
+                )
+                assert login.status_code == 200
+            finally:
+                platform.terminate()
+                platform.wait(timeout=30)
+
+    finally:  # whatever failed, no platform outlives the test
+        if platform.poll() is None:
+            platform.kill()
             platform.wait(timeout=30)
 
     assert len({r["volunteer_id"] for r in resources}) == BURST
