@@ -68,24 +68,22 @@ class MatchingHandlers:
                 and domain.overlaps(mission, query.start, query.end)
             )
 
-        located = query.latitude is not None and query.longitude is not None
+        def found_at(rank: float, distance: float | None, mission: MissionSpot) -> None:
+            if keep(mission):
+                found.append(((rank, mission.start_date or date.max, mission.mission_id), distance, mission))
+
         if query.remote is not True:
-            if located:
-                assert query.latitude is not None and query.longitude is not None
+            if query.latitude is not None and query.longitude is not None:
                 for distance, mission in self.index.mission_grid.near(query.latitude, query.longitude, query.radius_km):
-                    if keep(mission):
-                        found.append(
-                            ((distance, mission.start_date or date.max, mission.mission_id), distance, mission)
-                        )
-            else:
+                    found_at(distance, distance, mission)
+            else:  # no place given: every on-site mission, soonest first
                 for mission in self.index.missions.values():
-                    if not mission.remote and keep(mission):
-                        found.append(((0.0, mission.start_date or date.max, mission.mission_id), None, mission))
+                    if not mission.remote:
+                        found_at(0.0, None, mission)
         if query.remote is not False:
             # remote missions come after every on-site one of the radius: geography does not apply to them
             for mission in self.index.remote_missions.values():
-                if keep(mission):
-                    found.append(((float("inf"), mission.start_date or date.max, mission.mission_id), None, mission))
+                found_at(float("inf"), None, mission)
         start = (query.page - 1) * query.per_page
         page = heapq.nsmallest(start + query.per_page, found, key=lambda f: f[0])[start:]
         return {

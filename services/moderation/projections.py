@@ -3,8 +3,6 @@
 Every document remembers the version of each stream it reflects, so redelivery changes nothing.
 """
 
-from typing import Any
-
 from shared.events import (
     Envelope,
     Event,
@@ -30,6 +28,7 @@ from shared.events import (
 )
 from shared.events.missions import mission_status_after
 from shared.runtime.ports import DocumentStore
+from shared.runtime.projections import fresh_document
 
 REFERENTS, POLICIES, QUEUE, MISSIONS, ORGANIZATIONS, VOLUNTEERS = (
     "referents",
@@ -48,27 +47,16 @@ async def setup(documents: DocumentStore) -> None:
     await documents.ensure_index(VOLUNTEERS, ["department"])
 
 
-async def _versioned(
-    documents: DocumentStore, collection: str, doc_id: str, env: Envelope, key: str = "version"
-) -> dict[str, Any] | None:
-    """The document to update, or None when it already reflects this event."""
-    doc = await documents.get(collection, doc_id) or {"id": doc_id}
-    if doc.get(key, 0) >= env.stream_version:
-        return None
-    doc[key] = env.stream_version
-    return doc
-
-
 async def on_referent_event(
     documents: DocumentStore, event: ReferentAppointed | ReferentRevoked, env: Envelope
 ) -> None:
-    if doc := await _versioned(documents, REFERENTS, event.referent_id, env):
+    if doc := await fresh_document(documents, REFERENTS, event.referent_id, env):
         doc["departments"] = event.departments if isinstance(event, ReferentAppointed) else []
         await documents.put(REFERENTS, event.referent_id, doc)
 
 
 async def on_policy_changed(documents: DocumentStore, event: ModerationPolicyChanged, env: Envelope) -> None:
-    if doc := await _versioned(documents, POLICIES, event.department, env):
+    if doc := await fresh_document(documents, POLICIES, event.department, env):
         doc["policy"] = event.policy
         await documents.put(POLICIES, event.department, doc)
 
@@ -77,7 +65,7 @@ async def on_policy_changed(documents: DocumentStore, event: ModerationPolicyCha
 
 
 async def on_mission_submitted(documents: DocumentStore, event: MissionSubmitted, env: Envelope) -> None:
-    if doc := await _versioned(documents, QUEUE, event.mission_id, env, key="mission_version"):
+    if doc := await fresh_document(documents, QUEUE, event.mission_id, env, version_field="mission_version"):
         doc.update(
             kind="mission",
             organization_id=event.organization_id,
@@ -93,7 +81,7 @@ async def on_mission_submitted(documents: DocumentStore, event: MissionSubmitted
 
 
 async def on_mission_withdrawn(documents: DocumentStore, event: MissionCancelled, env: Envelope) -> None:
-    if doc := await _versioned(documents, QUEUE, event.mission_id, env, key="mission_version"):
+    if doc := await fresh_document(documents, QUEUE, event.mission_id, env, version_field="mission_version"):
         doc["pending"] = False
         await documents.put(QUEUE, event.mission_id, doc)
 
@@ -101,7 +89,7 @@ async def on_mission_withdrawn(documents: DocumentStore, event: MissionCancelled
 async def on_mission_decided(
     documents: DocumentStore, event: MissionValidated | MissionRefused | MissionChangesRequested, env: Envelope
 ) -> None:
-    if doc := await _versioned(documents, QUEUE, event.mission_id, env, key="review_version"):
+    if doc := await fresh_document(documents, QUEUE, event.mission_id, env, version_field="review_version"):
         doc["decisions"] = env.stream_version
         doc["pending"] = doc["decisions"] < doc.get("submissions", 0)
         await documents.put(QUEUE, event.mission_id, doc)
@@ -140,7 +128,7 @@ async def on_organization_decided(
 
 
 async def on_mission_event(documents: DocumentStore, event: Event, env: Envelope) -> None:
-    doc = await _versioned(documents, MISSIONS, env.stream_id, env)
+    doc = await fresh_document(documents, MISSIONS, env.stream_id, env)
     if doc is None:
         return
     if content := getattr(event, "content", None):
@@ -159,7 +147,7 @@ async def on_volunteer_event(
 ) -> None:
     if event.department is None:
         return
-    if doc := await _versioned(documents, VOLUNTEERS, event.volunteer_id, env):
+    if doc := await fresh_document(documents, VOLUNTEERS, event.volunteer_id, env):
         doc["department"] = event.department  # an anonymous fact: it stays after erasure, for statistics
         await documents.put(VOLUNTEERS, event.volunteer_id, doc)
 
