@@ -4,10 +4,11 @@ from services.gateway import service as gateway
 from services.matching import service as matching
 from services.missions import service as missions
 from services.moderation import service as moderation
+from services.notifications import service as notifications
 from services.volunteers import service as volunteers
 from shared.runtime.app import serve
 
-SERVICES = [gateway, missions, moderation, volunteers, matching]
+SERVICES = [gateway, missions, moderation, volunteers, matching, notifications]
 
 if __name__ == "__main__":
     serve(SERVICES, title="Civique")

@@ -192,6 +192,19 @@ ROUTES = [
         MANAGERS,
     ),
     Route("GET", "/departments/{department}/territory", "matching", "/matching/territories/{department}", MODERATORS),
+    Route("GET", "/notifications/preferences", "notifications", "/notifications/preferences", ANY),
+    Route("PUT", "/notifications/preferences", "notifications", "/notifications/preferences", ANY),
+    Route("GET", "/notifications/unsubscribe", "notifications", "/notifications/unsubscribe", PUBLIC),
+    Route("POST", "/notifications/unsubscribe", "notifications", "/notifications/unsubscribe", PUBLIC),
+    Route(
+        "POST",
+        "/departments/{department}/broadcasts",
+        "notifications",
+        "/notifications/departments/{department}/broadcasts",
+        MODERATORS,
+    ),
+    Route("GET", "/broadcasts/{broadcast_id}", "notifications", "/notifications/broadcasts/{broadcast_id}", MODERATORS),
+    Route("GET", "/notifications/failures", "notifications", "/notifications/failures", roles("admin")),
 ]
 
 

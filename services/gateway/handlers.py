@@ -1,6 +1,7 @@
 """Gateway application layer: accounts, sessions (JWT + refresh tokens), referent invitations."""
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 from collections.abc import Callable
@@ -17,11 +18,13 @@ from prometheus_client import Counter
 
 from services.gateway import domain
 from shared.events import (
+    AccountOpened,
     Actor,
     ApplicationRequested,
     Envelope,
     Event,
     IntakeCommand,
+    ReferentInvited,
     RequestCompleted,
     RequestRejected,
     Role,
@@ -52,8 +55,8 @@ def now() -> datetime:
 
 class Accounts:
     def __init__(self, ctx: ServiceContext) -> None:
-        self.documents, self.settings = ctx.documents, ctx.settings
-        self.vault = Vault(ctx.documents)
+        self.documents, self.store, self.settings = ctx.documents, ctx.store, ctx.settings
+        self.vault = Vault(ctx.keys)
         assert self.settings.jwt_secret, "the gateway needs CIVIQUE_JWT_SECRET"
         self.secret = self.settings.jwt_secret
 
@@ -93,9 +96,16 @@ class Accounts:
         except DuplicateKeyError:
             existing = await self.by_email(email)
             if existing and existing["role"] == role and await self._verify(existing["password_hash"], password):
+                await self._announce(existing)  # a retry after a crash between the two writes announces it
                 return existing
             raise Problem(409, "email_taken", "Un compte existe déjà avec cette adresse : connectez-vous.") from None
+        await self._announce(account)
         return account
+
+    async def _announce(self, account: dict[str, Any]) -> None:
+        opened = AccountOpened(account_id=account["id"], role=account["role"], email=Sealed(**account["email"]))
+        with contextlib.suppress(ConcurrencyError):  # announced already
+            await append_events(self.store, opened.stream_id(), 0, [opened])
 
     async def by_email(self, email: str) -> dict[str, Any] | None:
         found = await self.documents.find(ACCOUNTS, {"email_key": self.email_key(email)}, limit=1)
@@ -206,19 +216,28 @@ class Accounts:
     # ---- referent invitations ----
 
     async def invite(self, email: str, departments: list[str], admin: Actor) -> str:
-        """A single-use invitation token (sent by e-mail by the notifications service)."""
-        token = domain.new_secret()
+        """A single-use invitation token, e-mailed by the notifications service (ReferentInvited)."""
+        token, email = domain.new_secret(), email.strip().lower()
+        expires_at = now() + timedelta(seconds=self.settings.invitation_ttl_s)
         await self.documents.insert(
             INVITATIONS,
             domain.digest(token),
             {
-                "email": (await self.vault.seal(domain.digest(token), {"email": email.strip().lower()})).model_dump(),
+                "email": (await self.vault.seal(domain.digest(token), {"email": email})).model_dump(),
                 "departments": departments,
                 "invited_by": admin.id,
                 "used": False,
-                "expires_at": (now() + timedelta(seconds=self.settings.invitation_ttl_s)).isoformat(),
+                "expires_at": expires_at.isoformat(),
             },
         )
+        invited = ReferentInvited(
+            invitation_id=new_id(),
+            departments=departments,
+            invited_by=admin.id,
+            expires_at=expires_at,
+            invitation=await self.vault.seal(domain.digest(token), {"email": email, "token": token}),
+        )
+        await append_events(self.store, invited.stream_id(), 0, [invited], actor=admin)
         return token
 
     async def invitation(self, token: str) -> dict[str, Any]:
@@ -257,6 +276,7 @@ class Services:
             "moderation": runtime.settings.moderation_url,
             "volunteers": runtime.settings.volunteers_url,
             "matching": runtime.settings.matching_url,
+            "notifications": runtime.settings.notifications_url,
         }
         self.clients = {
             name: in_process

@@ -9,15 +9,10 @@ from datetime import date, timedelta
 from typing import Generic, Literal, TypeVar
 
 from shared.events import Event, TerritoryImbalanceCleared, TerritoryImbalanceDetected, VolunteerIdle, VolunteerInvited
+from shared.events.vocabulary import DOMAIN_LABELS
 from shared.geo import distance_km
 from shared.runtime.problems import Problem
 
-DOMAIN_LABELS = {
-    "food_and_emergency_aid": "aide alimentaire et d’urgence",
-    "emergency_childcare": "garde d’enfants",
-    "keeping_in_touch": "lien avec les personnes isolées",
-    "neighbourhood_solidarity": "solidarité de proximité",
-}
 DEFAULT_RADIUS_KM = 35.0  # JeVeuxAider's search radius
 REMOTE_RANK_KM = 10.0  # a remote mission ranks like an on-site one at this distance
 MAX_INVITATIONS_PER_MONTH = 2  # per volunteer, every organisation together (JeVeuxAider's rule)

@@ -30,7 +30,7 @@ def today() -> date:
 class VolunteersHandlers:
     def __init__(self, ctx: ServiceContext) -> None:
         self.store, self.documents, self.settings = ctx.store, ctx.documents, ctx.settings
-        self.vault = Vault(ctx.documents)
+        self.vault = Vault(ctx.keys)
 
     def email_key(self, email: str) -> str:
         """The e-mail index key: an HMAC, so the index lists no address."""

@@ -7,6 +7,7 @@ from shared.events.ids import new_id, uuid7
 from shared.events.matching import *  # noqa: F403
 from shared.events.missions import *  # noqa: F403
 from shared.events.moderation import *  # noqa: F403
+from shared.events.notifications import *  # noqa: F403
 from shared.events.volunteers import *  # noqa: F403
 
 __all__ = [

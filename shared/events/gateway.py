@@ -1,9 +1,42 @@
-"""Events of the gateway: spike-prone commands accepted at once and carried out at the services' pace."""
+"""Events of the gateway: accounts, referent invitations, and spike-prone commands accepted at once and
+carried out at the services' pace."""
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 from shared.events.catalog import Event, catalog
-from shared.events.vocabulary import Sealed
+from shared.events.vocabulary import Department, Sealed
+
+
+class AccountEvent(Event):
+    topic = "gateway.account"
+    account_id: str
+
+    def stream_id(self) -> str:
+        return f"account-{self.account_id}"
+
+
+@catalog.register
+class AccountOpened(AccountEvent):
+    """The e-mail travels sealed under the person's key (a volunteer's account shares their volunteer id)."""
+
+    role: Literal["volunteer", "manager", "referent", "admin"]
+    email: Sealed
+
+
+@catalog.register
+class ReferentInvited(Event):
+    """An admin invited a referent: the e-mail and the token are sealed under a key shredded at acceptance."""
+
+    topic = "gateway.invitation"
+    invitation_id: str
+    departments: list[Department]
+    invited_by: str
+    expires_at: datetime
+    invitation: Sealed
+
+    def stream_id(self) -> str:
+        return f"invitation-{self.invitation_id}"
 
 
 class RequestEvent(Event):

@@ -17,6 +17,13 @@ DOMAINS: tuple[Domain, ...] = (
     "keeping_in_touch",
     "neighbourhood_solidarity",
 )
+# how pages and e-mails name the domains
+DOMAIN_LABELS: dict[Domain, str] = {
+    "food_and_emergency_aid": "aide alimentaire et d’urgence",
+    "emergency_childcare": "garde d’enfants",
+    "keeping_in_touch": "lien avec les personnes isolées",
+    "neighbourhood_solidarity": "solidarité de proximité",
+}
 
 # INSEE department codes: 01-95 without 20, Corsica 2A/2B, overseas 971-976
 Department = Annotated[str, StringConstraints(pattern=r"^(0[1-9]|1[0-9]|2[1-9]|[3-8][0-9]|9[0-5]|2[AB]|97[1-6])$")]

@@ -54,6 +54,11 @@ class ServiceContext:
     def documents(self):
         return self.storage.documents
 
+    @property
+    def keys(self):
+        """The platform's key store, shared by the services that seal or open personal data (ADR 0007)."""
+        return self.runtime.keys.documents
+
 
 @dataclass(frozen=True)
 class Service:
@@ -85,8 +90,10 @@ class Runtime:
         self.app: Any = None  # the ASGI app hosting these services, for in-process calls between them
         self._housekeeping: asyncio.Task[None] | None = None
         self._held: dict[type, Any] = {}
+        self.keys: Storage | None = None
 
     async def start(self) -> None:
+        self.keys = open_storage(self.settings, "keys")
         # every service is ready before any consumer runs: a handler may call a service of this process
         for service in self.services:
             context = ServiceContext(
@@ -125,6 +132,8 @@ class Runtime:
                 await runner.stop()
             await running.relay.stop()
             await running.context.storage.close()
+        if self.keys is not None:
+            await self.keys.close()
         await self.bus.close()
         self.running.clear()
 
@@ -264,7 +273,7 @@ def serve(services: Sequence[Service], *, title: str) -> None:
 def with_process_secrets(settings: Settings) -> Settings:
     """Embedded runs draw the gateway's secrets once and keep them in the data directory (sessions and
     request ids outlive a restart); production must set them (fail fast)."""
-    missing = [name for name in ("jwt_secret", "internal_token") if getattr(settings, name) is None]
+    missing = [name for name in ("jwt_secret", "internal_token", "link_secret") if getattr(settings, name) is None]
     if not missing:
         return settings
     if settings.backend != "embedded":

@@ -47,10 +47,29 @@ class Settings(BaseSettings):
     max_invitation_radius_km: float = Field(default=50.0, gt=0)
     index_refresh_s: float = Field(default=0.5, gt=0)
     territory_interval_s: float = Field(default=3600.0, gt=0)
+    # notifications: without an SMTP host, e-mails stay in a local mailbox shown at /notifications/mailbox
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_security: Literal["none", "starttls", "tls"] = "none"
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_timeout_s: float = Field(default=30.0, gt=0)
+    mail_from: str = "Civique <ne-pas-repondre@civique.example>"
+    public_url: str = "http://127.0.0.1:8000"  # where the links of e-mails lead
+    link_secret: str | None = None  # signs unsubscribe links
+    mail_hourly_limit: int = Field(default=3, ge=1)  # non-transactional e-mails a person gets an hour
+    mail_max_attempts: int = Field(default=8, ge=1)  # temporary SMTP failures before the dead letter
+    mail_retry_base_s: float = Field(default=30.0, gt=0)
+    mail_recipient_wait_s: float = Field(default=24 * 3600.0, gt=0)  # for an address still unknown (lagging topic)
+    mail_unconfirmed_after_s: float = Field(default=300.0, gt=0)  # a send claimed longer ago was interrupted
+    mail_send_interval_s: float = Field(default=1.0, gt=0)
+    schedule_interval_s: float = Field(default=900.0, gt=0)
+    reminder_hour: int = Field(default=8, ge=0, le=23)  # reminders and digests go from this hour, Paris time
     missions_url: str = "http://127.0.0.1:8001"
     moderation_url: str = "http://127.0.0.1:8002"
     volunteers_url: str = "http://127.0.0.1:8003"
     matching_url: str = "http://127.0.0.1:8004"
+    notifications_url: str = "http://127.0.0.1:8005"
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -1,7 +1,8 @@
 """Personal data sealed with a key per person, kept apart from events: erasing the key erases the data.
 
-Events (in the event store and in Kafka) only ever hold ciphertext; the keys live in the owning
-service's document store. `forget` deletes a person's key: every copy of their data becomes noise.
+Events (in the event store and in Kafka) only ever hold ciphertext; the keys live in the platform's
+key store (ADR 0007), where the services that seal personal data create them and the notifications
+service reads them. `forget` deletes a person's key: every copy of their data becomes noise.
 """
 
 import base64
@@ -22,7 +23,7 @@ NONCE_BYTES = 12
 
 
 class Vault:
-    """Keys in `collection` of a service's document store.
+    """Keys in `collection` of a document store: the platform's key store, or a service's own for keys only it uses.
 
     With `remember`, keys stay in this process's memory once read: for a hot key shared by many
     records (the gateway's hourly intake key), never for per-person keys another process may shred.

@@ -1,0 +1,177 @@
+"""The notifications service's own view of the platform: who is who (sealed contact details, roles,
+departments), organisations and their managers, missions and applications. Fed by every service's
+events; each document keeps the version of its stream, so a redelivered event changes nothing."""
+
+from typing import Any
+
+from shared.events import (
+    AccountOpened,
+    ApplicationAccepted,
+    ApplicationCancelled,
+    ApplicationEvent,
+    ApplicationReceived,
+    ApplicationRefused,
+    ApplicationWithdrawn,
+    Envelope,
+    Event,
+    MissionDrafted,
+    MissionEdited,
+    MissionEvent,
+    MissionPublished,
+    MissionSubmitted,
+    OrganizationApproved,
+    OrganizationRegistered,
+    OrganizationRejected,
+    ReferentAppointed,
+    ReferentInvited,
+    ReferentRevoked,
+    VolunteerErased,
+    VolunteerProfileUpdated,
+    VolunteerRegistered,
+    mission_status_after,
+)
+from shared.runtime.ports import DocumentStore
+from shared.runtime.projections import fresh_document
+
+PEOPLE, ORGANIZATIONS, MISSIONS, APPLICATIONS = "people", "organizations", "missions", "applications"
+APPLICATION_STATUS: dict[type[ApplicationEvent], str] = {
+    ApplicationReceived: "pending",
+    ApplicationAccepted: "accepted",
+    ApplicationRefused: "refused",
+    ApplicationWithdrawn: "withdrawn",
+    ApplicationCancelled: "cancelled",
+}
+
+
+async def setup(documents: DocumentStore) -> None:
+    await documents.ensure_index(PEOPLE, ["department", "role"])
+    await documents.ensure_index(MISSIONS, ["status"])
+    await documents.ensure_index(APPLICATIONS, ["status", "received_at"])
+    await documents.ensure_index(APPLICATIONS, ["mission_id", "status"])
+
+
+async def project(documents: DocumentStore, event: Event, env: Envelope) -> None:
+    """Apply one event to the read models (idempotent)."""
+    match event:
+        case VolunteerRegistered() | VolunteerProfileUpdated() | VolunteerErased():
+            await _on_volunteer(documents, event, env)
+        case AccountOpened():
+            doc = await fresh_document(documents, PEOPLE, event.account_id, env, "account_version")
+            if doc is not None:
+                # a volunteer's sealed personal data holds their first name too: it stays their contact
+                doc.setdefault("contact", event.email.model_dump())
+                await documents.put(PEOPLE, event.account_id, {**doc, "role": doc.get("role", event.role)})
+        case ReferentInvited():
+            # the invitee has no account yet: the invitation (e-mail and token, sealed) is their contact
+            doc = await fresh_document(documents, PEOPLE, invitee_id(event.invitation_id), env)
+            if doc is not None:
+                await documents.put(
+                    PEOPLE, doc["id"], {**doc, "role": "invitee", "contact": event.invitation.model_dump()}
+                )
+        case ReferentAppointed() | ReferentRevoked():
+            doc = await fresh_document(documents, PEOPLE, event.referent_id, env, "referent_version")
+            if doc is not None:
+                departments = event.departments if isinstance(event, ReferentAppointed) else []
+                await documents.put(PEOPLE, event.referent_id, {**doc, "departments": departments})
+        case OrganizationRegistered():
+            doc = await fresh_document(documents, ORGANIZATIONS, event.organization_id, env)
+            if doc is not None:
+                await documents.put(
+                    ORGANIZATIONS,
+                    event.organization_id,
+                    {
+                        **doc,
+                        "name": event.name,
+                        "department": event.department,
+                        "commune": event.commune,
+                        "manager_ids": event.manager_ids,
+                        "status": doc.get("status", "pending"),
+                    },
+                )
+        case OrganizationApproved() | OrganizationRejected():
+            doc = await fresh_document(documents, ORGANIZATIONS, event.organization_id, env, "review_version")
+            if doc is not None:
+                status = "approved" if isinstance(event, OrganizationApproved) else "rejected"
+                await documents.put(ORGANIZATIONS, event.organization_id, {**doc, "status": status})
+        case MissionEvent():
+            await _on_mission(documents, event, env)
+        case ApplicationEvent():
+            doc = await fresh_document(documents, APPLICATIONS, event.application_id, env)
+            if doc is not None:
+                doc |= {
+                    "mission_id": event.mission_id,
+                    "volunteer_id": event.volunteer_id,
+                    "organization_id": event.organization_id,
+                    "status": APPLICATION_STATUS[type(event)],
+                }
+                if isinstance(event, ApplicationReceived):
+                    doc["received_at"] = env.occurred_at.isoformat()
+                await documents.put(APPLICATIONS, event.application_id, doc)
+
+
+async def _on_volunteer(documents: DocumentStore, event: Event, env: Envelope) -> None:
+    doc = await fresh_document(documents, PEOPLE, event.volunteer_id, env, "volunteer_version")  # type: ignore[attr-defined]
+    if doc is None:
+        return
+    doc["role"] = "volunteer"
+    match event:
+        case VolunteerErased():
+            doc = {"id": doc["id"], "role": "volunteer", "erased": True, "volunteer_version": doc["volunteer_version"]}
+        case VolunteerRegistered() | VolunteerProfileUpdated():
+            if event.personal is not None:
+                doc["contact"] = event.personal.model_dump()
+            if event.department is not None:
+                doc["department"] = event.department
+    await documents.put(PEOPLE, doc["id"], doc)
+
+
+async def _on_mission(documents: DocumentStore, event: MissionEvent, env: Envelope) -> None:
+    doc = await fresh_document(documents, MISSIONS, event.mission_id, env)
+    if doc is None:
+        return
+    if isinstance(event, MissionDrafted | MissionEdited | MissionSubmitted | MissionPublished):
+        content = event.content
+        doc |= {
+            "title": content.title,
+            "domain": content.domain,
+            "department": content.department,
+            "commune": content.place.commune if content.place else None,
+            "remote": content.remote,
+            "places": content.places,
+            "end_date": content.end_date.isoformat() if content.end_date else None,
+        }
+        if isinstance(event, MissionSubmitted):
+            doc["submitted_at"] = env.occurred_at.isoformat()
+    doc["organization_id"] = event.organization_id  # type: ignore[attr-defined]  # every mission event has it
+    doc["status"] = mission_status_after(event, doc.get("status"))
+    await documents.put(MISSIONS, event.mission_id, doc)
+
+
+def invitee_id(invitation_id: str) -> str:
+    return f"invitation-{invitation_id}"
+
+
+async def person(documents: DocumentStore, person_id: str) -> dict[str, Any] | None:
+    return await documents.get(PEOPLE, person_id)
+
+
+async def managers_of(documents: DocumentStore, organization_id: str) -> list[str]:
+    organization = await documents.get(ORGANIZATIONS, organization_id)
+    return list(organization["manager_ids"]) if organization else []
+
+
+async def referents_of(documents: DocumentStore, department: str) -> list[str]:
+    """The referents of a department (a referent's departments are a list: scanned, referents are few)."""
+    referents = await documents.find(PEOPLE, {"departments": {"$exists": True}})
+    return sorted(r["id"] for r in referents if department in r.get("departments", ()))
+
+
+async def accepted_count(documents: DocumentStore, mission_id: str) -> int:
+    return await documents.count(APPLICATIONS, {"mission_id": mission_id, "status": "accepted"})
+
+
+async def idle_volunteers(documents: DocumentStore, department: str) -> list[str]:
+    """Volunteers of the department without an accepted application (DOMAIN.md flow 5: the unmatched)."""
+    volunteers = await documents.find(PEOPLE, {"department": department, "role": "volunteer"})
+    engaged = {a["volunteer_id"] for a in await documents.find(APPLICATIONS, {"status": "accepted"})}
+    return sorted(v["id"] for v in volunteers if not v.get("erased") and v["id"] not in engaged)

@@ -1,0 +1,74 @@
+"""A real SMTP server for the tests (aiosmtpd, in a thread): it keeps what it received and can be told to
+answer a temporary (4xx) or permanent (5xx) failure, or to run a hook when the content arrives."""
+
+import email
+import email.policy
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+
+from aiosmtpd.controller import Controller
+
+
+@dataclass
+class Received:
+    to: str
+    message: EmailMessage
+
+    @property
+    def subject(self) -> str:
+        return str(self.message["Subject"])
+
+    @property
+    def text(self) -> str:
+        return self.message.get_body(("plain",)).get_content()
+
+    @property
+    def html(self) -> str:
+        return self.message.get_body(("html",)).get_content()
+
+
+@dataclass
+class MailServer:
+    received: list[Received] = field(default_factory=list)
+    # answers to give before accepting, in order: "451 ..." or "550 ..."
+    failures: list[str] = field(default_factory=list)
+    on_data: Callable[[], None] | None = None
+    port: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        with self._lock:
+            if self.failures:
+                return self.failures.pop(0)
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        with self._lock:
+            self.received.extend(Received(to, message) for to in envelope.rcpt_tos)  # type: ignore[arg-type]
+        if self.on_data:
+            self.on_data()
+        return "250 Message accepted for delivery"
+
+    def to(self, address: str, subject_part: str = "") -> list[Received]:
+        with self._lock:
+            return [r for r in self.received if r.to == address and subject_part in r.subject]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RunningMailServer:
+    def __init__(self) -> None:
+        self.server = MailServer(port=free_port())
+        self.controller = Controller(self.server, hostname="127.0.0.1", port=self.server.port)
+
+    def __enter__(self) -> MailServer:
+        self.controller.start()
+        return self.server
+
+    def __exit__(self, *exc: object) -> None:
+        self.controller.stop()

@@ -1,0 +1,625 @@
+"""The notifications service on both backends, against a real SMTP server (aiosmtpd): every message with its
+trigger and recipients, redelivery, throttling and digests, opt-outs, the scheduler's periods, SMTP
+failures, referents' broadcasts, erased volunteers."""
+
+from datetime import UTC, date, datetime, timedelta
+
+import httpx
+import pytest
+
+from services.notifications import service as notifications_service
+from services.notifications.handlers import DELIVERIES, Notifications
+from shared.events import (
+    AccountOpened,
+    Actor,
+    ApplicationAccepted,
+    ApplicationCancelled,
+    ApplicationReceived,
+    ApplicationRefused,
+    ApplicationWithdrawn,
+    Envelope,
+    Event,
+    MissionFilled,
+    MissionModerated,
+    MissionPublished,
+    MissionSubmitted,
+    MissionUnpublished,
+    OrganizationApproved,
+    OrganizationRegistered,
+    OrganizationRejected,
+    ReferentAppointed,
+    ReferentInvited,
+    TerritoryImbalanceDetected,
+    VolunteerErased,
+    VolunteerIdle,
+    VolunteerInvited,
+    VolunteerRegistered,
+    catalog,
+)
+from shared.events.vocabulary import MissionContent, Place, SafetyConditions
+from shared.runtime.actors import actor_headers
+from shared.runtime.app import create_app
+from shared.runtime.ports import OutgoingMessage
+from shared.runtime.vault import Vault
+from tests.conftest import eventually
+from tests.integration.mailserver import MailServer, RunningMailServer
+
+MANAGER, REFERENT, VOLUNTEER = "manager-1", "referent-1", "volunteer-1"
+MANAGER_EMAIL, REFERENT_EMAIL, VOLUNTEER_EMAIL = (
+    "gestion@secours56.fr",
+    "referent@morbihan.gouv.fr",
+    "camille@example.fr",
+)
+LINK_SECRET = "test-link-secret"
+PUBLIC_URL = "https://civique.test"
+
+
+def content(title: str = "Distribution alimentaire", places: int = 8, end: date | None = None) -> MissionContent:
+    return MissionContent(
+        title=title,
+        description="Distribuer des colis aux familles.",
+        domain="food_and_emergency_aid",
+        remote=False,
+        department="56",
+        place=Place(postal_code="56000", department="56", commune="Vannes"),
+        places=places,
+        end_date=end,
+        safety=SafetyConditions(distancing=True, protective_equipment=True, supervision=True),
+    )
+
+
+def later(days: int) -> datetime:
+    """A weekday at 10:00 in Paris, `days` or a little more from now (reminders go from 8:00 on weekdays)."""
+    moment = datetime.now(UTC).replace(hour=9, minute=0, second=0, microsecond=0) + timedelta(days=days)
+    while moment.weekday() >= 5:
+        moment += timedelta(days=1)
+    return moment
+
+
+class World:
+    """The notifications service alone, told by the bus what the other services would publish."""
+
+    def __init__(self, app, client: httpx.AsyncClient, smtp: MailServer) -> None:
+        self.app, self.client, self.smtp = app, client, smtp
+        self.versions: dict[str, int] = {}
+        self.said: list[Envelope] = []
+
+    @property
+    def ctx(self):
+        return self.app.state.runtime.context("notifications")
+
+    @property
+    def notifications(self) -> Notifications:
+        return Notifications(self.ctx)
+
+    async def seal(self, owner: str, data: dict):
+        return await Vault(self.ctx.keys).seal(owner, data)
+
+    async def say(self, *events: Event) -> None:
+        envelopes = []
+        for event in events:
+            stream = event.stream_id()
+            self.versions[stream] = self.versions.get(stream, 0) + 1
+            envelopes.append(event.envelope(self.versions[stream]))
+        self.said += envelopes
+        await self.app.state.runtime.bus.publish([OutgoingMessage.of(e) for e in envelopes])
+
+    async def known(self, collection: str, doc_id: str, field: str = "id") -> None:
+        async def there() -> bool:
+            return field in (await self.ctx.documents.get(collection, doc_id) or {})
+
+        await eventually(there, what=f"{collection}/{doc_id}.{field} projected")
+
+    async def mail(self, to: str, subject_part: str, *, count: int = 1):
+        async def arrived() -> bool:
+            return len(self.smtp.to(to, subject_part)) >= count
+
+        await eventually(arrived, what=f"{count} e-mail(s) to {to} about {subject_part!r}")
+        return self.smtp.to(to, subject_part)[-1]
+
+    async def settled(self) -> None:
+        """Nothing queued: every e-mail was sent, held, or given up."""
+
+        async def done() -> bool:
+            return await self.ctx.documents.count(DELIVERIES, {"status": "queued"}) == 0
+
+        await eventually(done, what="the delivery log to settle")
+
+    async def deliveries(self, **where) -> list[dict]:
+        return await self.ctx.documents.find(DELIVERIES, where)
+
+    async def call(self, method: str, path: str, actor: Actor | None = None, **kwargs) -> httpx.Response:
+        return await self.client.request(method, path, headers=actor_headers(actor) if actor else {}, **kwargs)
+
+
+@pytest.fixture
+def smtp():
+    with RunningMailServer() as server:
+        yield server
+
+
+@pytest.fixture
+async def world(settings, smtp):
+    overrides = {
+        "smtp_host": "127.0.0.1",
+        "smtp_port": smtp.port,
+        "link_secret": LINK_SECRET,
+        "public_url": PUBLIC_URL,
+        "mail_send_interval_s": 0.02,
+        "mail_retry_base_s": 0.05,
+        "schedule_interval_s": 3600,
+        "mail_hourly_limit": 50,
+    }
+    app = create_app(settings.model_copy(update=overrides), [notifications_service])
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://civique.test") as client,
+    ):
+        w = World(app, client, smtp)
+        await w.say(
+            AccountOpened(account_id=MANAGER, role="manager", email=await w.seal(MANAGER, {"email": MANAGER_EMAIL})),
+            OrganizationRegistered(
+                organization_id="org-1",
+                name="Secours du Morbihan",
+                kind="association",
+                rna="W561000123",
+                postal_code="56000",
+                department="56",
+                manager_ids=[MANAGER],
+            ),
+            AccountOpened(
+                account_id=REFERENT, role="referent", email=await w.seal(REFERENT, {"email": REFERENT_EMAIL})
+            ),
+            ReferentAppointed(referent_id=REFERENT, departments=["56"]),
+            VolunteerRegistered(
+                volunteer_id=VOLUNTEER,
+                personal=await w.seal(VOLUNTEER, {"first_name": "Camille", "email": VOLUNTEER_EMAIL}),
+                postal_code="56000",
+                department="56",
+                age_bracket="25-34",
+                domains=["food_and_emergency_aid"],
+                availability=["weekends"],
+                mode="both",
+                max_distance_km=20,
+                onsite_restricted=False,
+                visible_to_organizations=True,
+            ),
+            MissionPublished(mission_id="mission-1", organization_id="org-1", content=content(), free_places=8),
+        )
+        await w.known("missions", "mission-1", "title")
+        await w.known("people", REFERENT, "departments")
+        await w.known("people", VOLUNTEER, "contact")
+        await w.known("organizations", "org-1", "manager_ids")
+        yield w
+
+
+def received(application: str = "app-1", **extra) -> ApplicationReceived:
+    return ApplicationReceived(
+        application_id=application, mission_id="mission-1", volunteer_id=VOLUNTEER, organization_id="org-1", **extra
+    )
+
+
+def ids(application: str = "app-1") -> dict:
+    return {
+        "application_id": application,
+        "mission_id": "mission-1",
+        "volunteer_id": VOLUNTEER,
+        "organization_id": "org-1",
+    }
+
+
+def submitted(mission_id: str = "mission-2") -> MissionSubmitted:
+    return MissionSubmitted(mission_id=mission_id, organization_id="org-1", content=content("Garde d’enfants"))
+
+
+# ---- one test per message: trigger, recipient, French subject and body, links ----
+
+
+async def test_welcome_of_a_volunteer(world):
+    mail = await world.mail(VOLUNTEER_EMAIL, "Bienvenue sur Civique")
+    assert "Bonjour Camille," in mail.text
+    assert f"{PUBLIC_URL}/missions" in mail.text and f'href="{PUBLIC_URL}/missions"' in mail.html
+    assert mail.message["List-Unsubscribe"] is None  # transactional: no unsubscribe link
+
+
+async def test_welcome_of_a_manager(world):
+    mail = await world.mail(MANAGER_EMAIL, "votre espace structure est ouvert")
+    assert "référent de votre département vérifie votre structure" in mail.text
+
+
+async def test_referent_invitation_carries_its_link(world):
+    sealed = await world.seal("invitation-key", {"email": "nouvelle@prefecture.fr", "token": "secret-token-1"})
+    await world.say(
+        ReferentInvited(
+            invitation_id="inv-1",
+            departments=["56", "35"],
+            invited_by="admin-1",
+            expires_at=datetime.now(UTC) + timedelta(days=3),
+            invitation=sealed,
+        )
+    )
+    mail = await world.mail("nouvelle@prefecture.fr", "devenir référent")
+    assert f"{PUBLIC_URL}/referents/invitation?token=secret-token-1" in mail.text
+    assert "les départements 56, 35" in mail.text
+
+
+async def test_mission_submitted_goes_to_the_departments_referents(world):
+    await world.say(submitted())
+    mail = await world.mail(REFERENT_EMAIL, "Nouvelle mission à valider : Garde d’enfants")
+    assert "Secours du Morbihan a soumis" in mail.text
+    assert f"{PUBLIC_URL}/moderation/missions/mission-2" in mail.text
+    assert not world.smtp.to(MANAGER_EMAIL, "Nouvelle mission à valider")
+
+
+@pytest.mark.parametrize(
+    ("decision", "comment", "subject", "body"),
+    [
+        ("validated", None, "est validée", "a validé la mission"),
+        ("refused", "Mission commerciale.", "n’a pas été retenue", "« Mission commerciale. »"),
+        (
+            "changes_requested",
+            "Précisez l’encadrement.",
+            "Des modifications sont demandées",
+            "« Précisez l’encadrement. »",
+        ),
+    ],
+)
+async def test_moderation_decisions_go_to_the_managers(world, decision, comment, subject, body):
+    await world.say(
+        submitted(),
+        MissionModerated(mission_id="mission-2", organization_id="org-1", decision=decision, comment=comment),
+    )
+    mail = await world.mail(MANAGER_EMAIL, subject)
+    assert body in mail.text and "Garde d’enfants" in mail.subject
+
+
+async def test_a_refused_mission_online_is_told_once_as_unpublished(world):
+    await world.say(
+        MissionModerated(
+            mission_id="mission-1", organization_id="org-1", decision="refused", reason="unsafe_conditions"
+        ),
+        MissionUnpublished(
+            mission_id="mission-1", organization_id="org-1", department="56", reason="unsafe_conditions"
+        ),
+    )
+    mail = await world.mail(MANAGER_EMAIL, "n’est plus en ligne")
+    assert "Motif : les conditions de sécurité des bénévoles ne sont pas réunies" in mail.text
+    await world.settled()
+    assert not world.smtp.to(MANAGER_EMAIL, "n’a pas été retenue")
+
+
+async def test_organisation_approved_and_rejected(world):
+    await world.say(OrganizationApproved(organization_id="org-1", department="56"))
+    await world.mail(MANAGER_EMAIL, "Votre structure Secours du Morbihan est validée")
+    await world.say(
+        OrganizationRejected(organization_id="org-1", department="56", reason="not_eligible", comment="Hors champ.")
+    )
+    mail = await world.mail(MANAGER_EMAIL, "n’a pas été validée")
+    assert "Motif : la structure n’est pas éligible" in mail.text and "« Hors champ. »" in mail.text
+
+
+async def test_application_received_goes_to_managers_and_is_confirmed_to_the_volunteer(world):
+    await world.say(received())
+    to_manager = await world.mail(MANAGER_EMAIL, "Nouvelle candidature pour « Distribution alimentaire »")
+    assert f"{PUBLIC_URL}/espace-structure/missions/mission-1/candidatures" in to_manager.text
+    assert VOLUNTEER_EMAIL not in to_manager.text and "Camille" not in to_manager.text  # no contact before acceptance
+    await world.mail(VOLUNTEER_EMAIL, "Votre candidature pour « Distribution alimentaire » est enregistrée")
+
+
+async def test_accepted_volunteer_gets_the_organisations_contact(world):
+    await world.say(received(), ApplicationAccepted(**ids()))
+    mail = await world.mail(VOLUNTEER_EMAIL, "Votre candidature est acceptée")
+    assert MANAGER_EMAIL in mail.text and "Vannes" in mail.text
+    assert "Secours du Morbihan a accepté" in mail.text
+
+
+async def test_refused_volunteer_gets_the_reason(world):
+    await world.say(
+        received(),
+        ApplicationRefused(**ids(), reason="requirements_not_fulfilled", comment="Il faut le permis B."),
+    )
+    mail = await world.mail(VOLUNTEER_EMAIL, "n’a pas été retenue")
+    assert "Motif : les prérequis de la mission ne sont pas remplis" in mail.text
+    assert "« Il faut le permis B. »" in mail.text
+
+
+async def test_cancelled_application_is_told_to_the_volunteer(world):
+    await world.say(received(), ApplicationAccepted(**ids()), ApplicationCancelled(**ids(), reason="mission_cancelled"))
+    mail = await world.mail(VOLUNTEER_EMAIL, "n’aura pas lieu pour vous")
+    assert "la mission a été annulée" in mail.text
+
+
+async def test_withdrawal_is_told_to_the_managers(world):
+    await world.say(received(), ApplicationWithdrawn(**ids(), reason="not_available"))
+    mail = await world.mail(MANAGER_EMAIL, "Une candidature est retirée")
+    assert "(plus disponible)" in mail.text
+
+
+async def test_last_place_and_full_mission_are_told_to_the_managers(world):
+    applications = [f"app-{n}" for n in range(7)]  # 8 places: the 7th acceptance leaves one
+    await world.say(*(received(a) for a in applications), *(ApplicationAccepted(**ids(a)) for a in applications))
+    await world.mail(MANAGER_EMAIL, "Plus qu’une place pour « Distribution alimentaire »")
+    await world.say(
+        received("app-7"),
+        ApplicationAccepted(**ids("app-7")),
+        MissionFilled(mission_id="mission-1", organization_id="org-1"),
+    )
+    mail = await world.mail(MANAGER_EMAIL, "est complète")
+    assert "liste d’attente" in mail.text
+    assert len(world.smtp.to(MANAGER_EMAIL, "Plus qu’une place")) == 1
+
+
+async def test_waitlist_promotion_is_told_to_the_volunteer(world):
+    await world.say(received(promoted_from_waitlist=True))
+    mail = await world.mail(VOLUNTEER_EMAIL, "Une place s’est libérée")
+    assert "liste d’attente" in mail.text
+    assert not world.smtp.to(VOLUNTEER_EMAIL, "est enregistrée")
+
+
+async def test_invitation_from_an_organisation_has_an_unsubscribe_link(world):
+    await world.say(
+        VolunteerInvited(
+            volunteer_id=VOLUNTEER,
+            mission_id="mission-1",
+            organization_id="org-1",
+            invited_by=MANAGER,
+            invited_on=date.today(),
+        )
+    )
+    mail = await world.mail(VOLUNTEER_EMAIL, "Secours du Morbihan vous propose une mission")
+    assert f"{PUBLIC_URL}/missions/mission-1" in mail.text
+    assert f"{PUBLIC_URL}/api/v1/notifications/unsubscribe?token=" in mail.text
+    assert mail.message["List-Unsubscribe"].startswith(f"<{PUBLIC_URL}/api/v1/notifications/unsubscribe?token=")
+
+
+async def test_idle_volunteer_gets_nearby_missions(world):
+    await world.say(
+        VolunteerIdle(
+            volunteer_id=VOLUNTEER,
+            period="2026-11",
+            department="56",
+            days_since_sign_up=15,
+            nearby_mission_ids=["mission-1"],
+        )
+    )
+    mail = await world.mail(VOLUNTEER_EMAIL, "Des missions près de chez vous")
+    assert "Distribution alimentaire (Vannes)" in mail.text and f"{PUBLIC_URL}/missions/mission-1" in mail.text
+
+
+async def test_territory_imbalance_goes_to_the_referents(world):
+    await world.say(
+        TerritoryImbalanceDetected(
+            department="56",
+            kind="too_many_volunteers",
+            domain="food_and_emergency_aid",
+            volunteers=400,
+            open_places=5,
+            missions_without_candidates=0,
+            summary="400 bénévoles disponibles pour 5 places.",
+        )
+    )
+    mail = await world.mail(REFERENT_EMAIL, "Département 56 : beaucoup de bénévoles pour peu de places")
+    assert "400 bénévoles disponibles pour 5 places." in mail.text
+
+
+async def test_pending_applications_weekly_reminder(world):
+    await world.say(received("app-1"), received("app-2"))
+    await world.known("applications", "app-2", "received_at")
+    assert await world.notifications.run_schedule(later(8)) >= 1
+    mail = await world.mail(MANAGER_EMAIL, "2 candidatures attendent votre réponse depuis plus de 7 jours")
+    assert "« Distribution alimentaire » : 2 candidatures" in mail.text
+
+
+async def test_referents_daily_todo_only_when_something_waits(world):
+    await world.say(OrganizationApproved(organization_id="org-1", department="56"))
+    await world.known("organizations", "org-1", "review_version")
+    assert await world.notifications.run_schedule(later(1)) == 0  # nothing awaits the referent
+    await world.say(submitted())
+    await world.known("missions", "mission-2", "submitted_at")
+    await world.notifications.run_schedule(later(2))
+    mail = await world.mail(REFERENT_EMAIL, "Ça bouge dans votre département")
+    assert "« Garde d’enfants » (56)" in mail.text
+
+
+@pytest.mark.parametrize(("days_ago", "subject"), [(6, "a-t-elle pris fin ?"), (21, "va être clôturée")])
+async def test_mission_past_its_end_date(world, days_ago, subject):
+    moment = later(1)
+    end = moment.date() - timedelta(days=days_ago)
+    await world.say(
+        MissionPublished(
+            mission_id="mission-9", organization_id="org-1", content=content("Maraude", end=end), free_places=8
+        )
+    )
+    await world.known("missions", "mission-9", "title")
+    await world.notifications.run_schedule(moment)
+    mail = await world.mail(MANAGER_EMAIL, subject)
+    assert "Maraude" in mail.subject and end.strftime("%d/%m/%Y") in mail.text
+
+
+async def test_referent_broadcast_reaches_idle_volunteers_with_a_report(world):
+    engaged = "volunteer-2"
+    await world.say(
+        VolunteerRegistered(
+            volunteer_id=engaged,
+            personal=await world.seal(engaged, {"first_name": "Lou", "email": "lou@example.fr"}),
+            postal_code="56000",
+            department="56",
+            age_bracket="35-49",
+            domains=["food_and_emergency_aid"],
+            availability=["weekends"],
+            mode="both",
+            max_distance_km=20,
+            onsite_restricted=False,
+            visible_to_organizations=True,
+        ),
+        ApplicationReceived(
+            application_id="app-9", mission_id="mission-1", volunteer_id=engaged, organization_id="org-1"
+        ),
+        ApplicationAccepted(
+            application_id="app-9", mission_id="mission-1", volunteer_id=engaged, organization_id="org-1"
+        ),
+    )
+    await world.known("applications", "app-9", "status")
+
+    async def accepted() -> bool:
+        return (await world.ctx.documents.get("applications", "app-9"))["status"] == "accepted"
+
+    await eventually(accepted, what="the acceptance projected")
+    referent = Actor(id=REFERENT, role="referent")
+    body = {"subject": "Collecte de la Banque alimentaire", "body": "Bonjour,\n\nUne grande collecte a lieu samedi."}
+    assert (
+        await world.call("POST", "/notifications/departments/35/broadcasts", referent, json=body)
+    ).status_code == 403
+    manager = Actor(id=MANAGER, role="manager")
+    assert (await world.call("POST", "/notifications/departments/56/broadcasts", manager, json=body)).status_code == 403
+    answer = await world.call("POST", "/notifications/departments/56/broadcasts", referent, json=body)
+    assert answer.status_code == 202, answer.text
+    mail = await world.mail(VOLUNTEER_EMAIL, "Collecte de la Banque alimentaire")
+    assert "Une grande collecte a lieu samedi." in mail.text and "(56)" in mail.text
+    assert "<p>Une grande collecte a lieu samedi.</p>" in mail.html
+    await world.settled()
+    assert not world.smtp.to("lou@example.fr", "Collecte")  # already engaged on a mission
+    report = (await world.call("GET", f"/notifications/broadcasts/{answer.json()['broadcast_id']}", referent)).json()
+    assert report["recipients"] == 1 and report["sent"] == 1 and report["opted_out"] == 0
+
+
+async def test_summary_preference_gathers_activity_into_a_daily_digest(world):
+    manager = Actor(id=MANAGER, role="manager")
+    answer = await world.call("PUT", "/notifications/preferences", manager, json={"frequency": "summary"})
+    assert answer.json() == {"frequency": "summary", "unsubscribed": []}
+    await world.say(received("app-1"), received("app-2"))
+    await world.known("applications", "app-2", "received_at")
+    await world.settled()
+    assert not world.smtp.to(MANAGER_EMAIL, "Nouvelle candidature")
+    assert len(await world.deliveries(recipient_id=MANAGER, status="held")) == 2
+    await world.notifications.run_schedule(later(1))
+    mail = await world.mail(MANAGER_EMAIL, "Votre résumé Civique : 2 nouveautés")
+    assert mail.text.count("Nouvelle candidature pour « Distribution alimentaire »") == 2
+
+
+# ---- delivery guarantees ----
+
+
+async def test_redelivered_events_send_no_second_email(world):
+    await world.say(
+        received(),
+        ApplicationAccepted(**ids()),
+        submitted(),
+        VolunteerInvited(
+            volunteer_id=VOLUNTEER,
+            mission_id="mission-1",
+            organization_id="org-1",
+            invited_by=MANAGER,
+            invited_on=date.today(),
+        ),
+    )
+    await world.mail(VOLUNTEER_EMAIL, "Votre candidature est acceptée")
+    await world.mail(REFERENT_EMAIL, "Nouvelle mission à valider")
+    await world.settled()
+    before = len(world.smtp.received)
+    # every event again, through the handler (as after a crash before the inbox record) and through the bus
+    for envelope in world.said:
+        await world.notifications.on_event(catalog.decode(envelope), envelope)
+    await world.app.state.runtime.bus.publish([OutgoingMessage.of(e) for e in world.said])
+    await world.notifications.send_due()
+    await world.settled()
+    assert len(world.smtp.received) == before
+    assert len(world.smtp.to(VOLUNTEER_EMAIL, "Bienvenue")) == 1
+
+
+async def test_throttling_holds_the_rest_for_the_next_digest(world):
+    world.ctx.settings.mail_hourly_limit = 2
+    for n in range(4):
+        mission = f"mission-t{n}"
+        await world.say(
+            MissionPublished(
+                mission_id=mission, organization_id="org-1", content=content(f"Mission {n}"), free_places=8
+            ),
+            VolunteerInvited(
+                volunteer_id=VOLUNTEER,
+                mission_id=mission,
+                organization_id="org-1",
+                invited_by=MANAGER,
+                invited_on=date.today(),
+            ),
+        )
+    await world.mail(VOLUNTEER_EMAIL, "vous propose une mission", count=2)
+    await eventually(
+        lambda: _count(world, status="held", template="mission_invitation", n=2), what="two invitations held"
+    )
+    assert len(world.smtp.to(VOLUNTEER_EMAIL, "vous propose une mission")) == 2
+    await world.notifications.run_schedule(later(1))
+    digest = await world.mail(VOLUNTEER_EMAIL, "Votre résumé Civique : 2 nouveautés")
+    assert digest.text.count("vous propose une mission") == 2
+    assert digest.message["List-Unsubscribe"]  # a digest of news can be unsubscribed from
+    await world.notifications.run_schedule(later(1))  # the same day again: no second digest
+    await world.settled()
+    assert len(world.smtp.to(VOLUNTEER_EMAIL, "Votre résumé")) == 1
+
+
+async def _count(world, *, n: int, **where) -> bool:
+    return len(await world.deliveries(**where)) == n
+
+
+async def test_unsubscribing_stops_news_and_keeps_transactional_emails(world):
+    invitation = dict(volunteer_id=VOLUNTEER, organization_id="org-1", invited_by=MANAGER, invited_on=date.today())
+    await world.say(VolunteerInvited(mission_id="mission-1", **invitation))
+    mail = await world.mail(VOLUNTEER_EMAIL, "vous propose une mission")
+    token = mail.message["List-Unsubscribe"].split("token=")[1].rstrip(">")
+    forged = await world.call("GET", "/notifications/unsubscribe", params={"token": token[:-2] + "xx"})
+    assert forged.status_code == 400 and forged.json()["code"] == "invalid_unsubscribe_link"
+    page = await world.call("GET", "/notifications/unsubscribe", params={"token": token})
+    assert page.status_code == 200 and "Vous ne recevrez plus de propositions de missions" in page.text
+    await world.say(
+        MissionPublished(mission_id="mission-3", organization_id="org-1", content=content("Maraude"), free_places=8),
+        VolunteerInvited(mission_id="mission-3", **invitation),
+        received(),
+        ApplicationAccepted(**ids()),
+    )
+    await world.mail(VOLUNTEER_EMAIL, "Votre candidature est acceptée")
+    await world.settled()
+    assert len(world.smtp.to(VOLUNTEER_EMAIL, "vous propose une mission")) == 1
+    assert len(await world.deliveries(recipient_id=VOLUNTEER, status="opted_out")) == 1
+    own = await world.call("GET", "/notifications/preferences", Actor(id=VOLUNTEER, role="volunteer"))
+    assert own.json()["unsubscribed"] == ["news"]
+
+
+async def test_scheduler_writes_one_reminder_per_period(world):
+    await world.say(received())
+    await world.known("applications", "app-1", "received_at")
+    monday = later(8)
+    await world.notifications.run_schedule(monday)
+    await world.notifications.run_schedule(monday + timedelta(hours=3))
+    await world.mail(MANAGER_EMAIL, "attend votre réponse")
+    await world.settled()
+    assert len(world.smtp.to(MANAGER_EMAIL, "attend votre réponse")) == 1
+    await world.notifications.run_schedule(monday + timedelta(days=7))  # next week, still unanswered
+    await world.mail(MANAGER_EMAIL, "attend votre réponse", count=2)
+
+
+async def test_temporary_failures_are_retried_and_refusals_dead_lettered(world):
+    await world.settled()
+    world.smtp.failures[:] = ["451 4.3.0 Try again later", "451 4.3.0 Try again later"]
+    await world.say(received())
+    await world.mail(VOLUNTEER_EMAIL, "est enregistrée")
+    await world.mail(MANAGER_EMAIL, "Nouvelle candidature")
+    retried = await world.deliveries(source=str(world.said[-1].event_id))
+    assert sum(d["attempts"] for d in retried) == 2 and {d["status"] for d in retried} == {"sent"}
+    world.smtp.failures[:] = ["550 5.1.1 Mailbox unknown"]
+    await world.say(ApplicationRefused(**ids(), reason="other"))
+    await eventually(lambda: _count(world, status="dead", n=1), what="the refused e-mail dead-lettered")
+    admin = Actor(id="admin-1", role="admin")
+    failures = (await world.call("GET", "/notifications/failures", admin)).json()
+    assert [f["template"] for f in failures] == ["application_refused"] and "550" in failures[0]["reason"]
+    assert VOLUNTEER_EMAIL not in str(failures)
+    assert (await world.call("GET", "/notifications/failures", Actor(id=REFERENT, role="referent"))).status_code == 403
+
+
+async def test_erased_volunteer_gets_nothing_more(world):
+    await world.mail(VOLUNTEER_EMAIL, "Bienvenue")
+    await Vault(world.ctx.keys).forget(VOLUNTEER)
+    await world.say(VolunteerErased(volunteer_id=VOLUNTEER, department="56", age_bracket="25-34"), received())
+    await world.mail(MANAGER_EMAIL, "Nouvelle candidature")
+    await world.settled()
+    assert [d["status"] for d in await world.deliveries(template="application_confirmed")] == ["skipped"]
+    assert len(world.smtp.to(VOLUNTEER_EMAIL)) == 1
