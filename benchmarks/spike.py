@@ -153,6 +153,7 @@ def main() -> None:
         namespace=f"spike{uuid.uuid4().hex[:8]}_",
         jwt_secret="spike-benchmark-secret-long-enough-for-hs256",
         internal_token="spike",
+        link_secret="spike",
         rate_limit_per_minute=10_000_000,
         sensitive_rate_limit_per_minute=10_000_000,
         log_level="warning",

@@ -7,6 +7,7 @@ the session stops what it started). With CI=true a server that cannot be had fai
 
 import asyncio
 import os
+import socket
 import subprocess
 import time
 import uuid
@@ -90,6 +91,21 @@ def make_settings(backend: str, tmp_path: Path, servers: Servers | None, **overr
     if servers is not None:
         fields |= {"kafka_bootstrap_servers": servers.kafka_bootstrap_servers, "mongodb_url": servers.mongodb_url}
     return Settings(**(fields | overrides))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def env_of(settings: Settings) -> dict[str, str]:
+    """The environment that gives a child process these settings."""
+    env = dict(os.environ)
+    for name, value in settings.model_dump().items():
+        if value is not None:
+            env[f"CIVIQUE_{name.upper()}"] = str(value)
+    return env
 
 
 @pytest.fixture(params=BACKENDS)

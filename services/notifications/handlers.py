@@ -130,12 +130,11 @@ class Notifications:
 
     async def on_event(self, event: Event, env: Envelope) -> None:
         """Project the event, then write its e-mails into the delivery log (both idempotent)."""
-        before = await self.documents.get(MISSIONS, event.mission_id) if isinstance(event, MissionModerated) else None
         await projections.project(self.documents, event, env)
-        for notice in await self.notices_for(event, env, before):
+        for notice in await self.notices_for(event, env):
             await self.enqueue(notice)
 
-    async def notices_for(self, event: Event, env: Envelope, before: dict[str, Any] | None) -> list[Notice]:
+    async def notices_for(self, event: Event, env: Envelope) -> list[Notice]:
         source = str(env.event_id)
 
         def to(template: str, recipients: list[str], **facts: Any) -> list[Notice]:
@@ -154,7 +153,8 @@ class Notifications:
                 return to("mission_submitted", referents, mission_id=event.mission_id)
             case MissionModerated():
                 # taken offline by the decision: the MissionUnpublished that follows says it once
-                if event.decision != "validated" and before and before.get("status") in ("published", "filled"):
+                mission = await self.documents.get(MISSIONS, event.mission_id) or {}
+                if event.decision != "validated" and mission.get("online_at_decision", {}).get(str(env.stream_version)):
                     return []
                 managers = await self._managers(event.organization_id)
                 return to(f"mission_{event.decision}", managers, mission_id=event.mission_id, comment=event.comment)

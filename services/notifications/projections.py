@@ -17,6 +17,7 @@ from shared.events import (
     MissionDrafted,
     MissionEdited,
     MissionEvent,
+    MissionModerated,
     MissionPublished,
     MissionSubmitted,
     OrganizationApproved,
@@ -142,6 +143,9 @@ async def _on_mission(documents: DocumentStore, event: MissionEvent, env: Envelo
         }
         if isinstance(event, MissionSubmitted):
             doc["submitted_at"] = env.occurred_at.isoformat()
+    if isinstance(event, MissionModerated):
+        # kept per decision: a redelivered decision must be told the way it was the first time
+        doc.setdefault("online_at_decision", {})[str(env.stream_version)] = doc.get("status") in ("published", "filled")
     doc["organization_id"] = event.organization_id  # type: ignore[attr-defined]  # every mission event has it
     doc["status"] = mission_status_after(event, doc.get("status"))
     await documents.put(MISSIONS, event.mission_id, doc)

@@ -3,13 +3,14 @@ answer a temporary (4xx) or permanent (5xx) failure, or to run a hook when the c
 
 import email
 import email.policy
-import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 
 from aiosmtpd.controller import Controller
+
+from tests.conftest import free_port
 
 
 @dataclass
@@ -35,9 +36,16 @@ class MailServer:
     received: list[Received] = field(default_factory=list)
     # answers to give before accepting, in order: "451 ..." or "550 ..."
     failures: list[str] = field(default_factory=list)
-    on_data: Callable[[], None] | None = None
+    on_data: Callable[[], None] | None = None  # after the content arrived, before the answer
+    on_rcpt: Callable[[], None] | None = None  # before the recipient is accepted
     port: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_RCPT(self, server, session, envelope, address, options) -> str:
+        if self.on_rcpt:
+            self.on_rcpt()
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope) -> str:
         with self._lock:
@@ -53,12 +61,6 @@ class MailServer:
     def to(self, address: str, subject_part: str = "") -> list[Received]:
         with self._lock:
             return [r for r in self.received if r.to == address and subject_part in r.subject]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RunningMailServer:

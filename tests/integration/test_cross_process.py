@@ -1,6 +1,5 @@
 """Events cross process boundaries through relay and bus; a consumer killed with -9 loses and doubles nothing."""
 
-import os
 import signal
 import subprocess
 import sys
@@ -9,18 +8,10 @@ import pytest
 
 from shared.runtime.backend import open_storage
 from shared.runtime.settings import Settings
-from tests.conftest import ROOT, eventually
+from tests.conftest import ROOT, env_of, eventually
 from tests.integration.worker import CONSUMER, READ_MODEL
 
 STREAMS, VERSIONS = 10, 30
-
-
-def env_of(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    for name, value in settings.model_dump().items():
-        if value is not None:
-            env[f"CIVIQUE_{name.upper()}"] = str(value)
-    return env
 
 
 def worker(settings: Settings, *args: str) -> subprocess.Popen:

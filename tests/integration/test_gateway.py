@@ -9,18 +9,15 @@ import jwt
 import pytest
 from prometheus_client import REGISTRY
 
+from services.__main__ import SERVICES
 from services.gateway import domain
-from services.gateway import service as gateway_service
 from services.gateway.api import ROUTES
 from services.gateway.domain import digest
 from services.gateway.handlers import INVITATIONS, Accounts
-from services.matching import service as matching_service
-from services.missions import service as missions_service
-from services.moderation import service as moderation_service
-from services.volunteers import service as volunteers_service
 from shared.events import SignUpRequested, new_id
 from shared.events.vocabulary import Sealed
 from shared.runtime.app import create_app
+from shared.runtime.mail import MAILBOX
 from shared.runtime.ports import OutgoingMessage
 from tests.conftest import eventually
 
@@ -84,6 +81,7 @@ def gateway_settings(settings, **overrides):
         update={
             "jwt_secret": JWT_SECRET,
             "internal_token": "test-internal",
+            "link_secret": "test-links",
             "rate_limit_per_minute": 10_000,
             "sensitive_rate_limit_per_minute": 10_000,
             **overrides,
@@ -95,7 +93,7 @@ def gateway_settings(settings, **overrides):
 async def gateway(settings):
     app = create_app(
         gateway_settings(settings),
-        [gateway_service, missions_service, moderation_service, volunteers_service, matching_service],
+        SERVICES,
     )
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=("10.0.0.1", 1234))
@@ -227,6 +225,33 @@ async def test_refresh_rotates_logout_revokes_and_expired_tokens_are_refused(gat
     assert (await gateway.get("/dashboard", forged)).status_code == 401
 
 
+async def test_the_invitation_email_leads_to_the_referent_account(gateway):
+    """Gateway → ReferentInvited → notifications → the local mailbox of embedded runs, readable at a URL."""
+    admin = await gateway.admin()
+    invited = await gateway.post(
+        "/referent-invitations", admin, json={"email": "Lea@Prefecture.fr", "departments": ["56"]}
+    )
+    token = invited.json()["token"]
+    mailbox = gateway.app.state.runtime.context("notifications").documents
+
+    async def delivered() -> bool:
+        return bool(await mailbox.find(MAILBOX, {"to": "lea@prefecture.fr"}))
+
+    await eventually(delivered, what="the invitation e-mail in the local mailbox")
+    letter = (await mailbox.find(MAILBOX, {"to": "lea@prefecture.fr"}))[0]
+    assert "devenir référent" in letter["subject"] and f"token={token}" in letter["text"]
+    listing = await gateway.client.get("/notifications/mailbox")
+    assert listing.status_code == 200 and "devenir référent" in listing.text
+    page = await gateway.client.get(f"/notifications/mailbox/{letter['id']}")
+    assert f"token={token}" in page.text and page.headers["content-type"].startswith("text/html")
+    assert (await gateway.post(f"/referent-invitations/{token}/accept", json={"password": PASSWORD})).status_code == 201
+
+    async def welcomed() -> bool:  # the new account announced: its address is known to notifications
+        return bool(await mailbox.find("people", {"role": "referent"}))
+
+    await eventually(welcomed, what="the referent's account announced")
+
+
 async def test_an_invitation_makes_a_referent_once_and_expires(gateway):
     admin = await gateway.admin()
     invited = await gateway.post(
@@ -321,7 +346,13 @@ async def test_authorization_matrix_of_every_endpoint_and_role(gateway):
     failures = []
     for route in ROUTES:
         path = "/api/v1" + route.public.format(
-            organization_id="o", mission_id="m", application_id="a", department="56", referent_id="r", volunteer_id="v"
+            organization_id="o",
+            mission_id="m",
+            application_id="a",
+            department="56",
+            referent_id="r",
+            volunteer_id="v",
+            broadcast_id="b",
         )
         for role, token in tokens.items():
             answer = await gateway.client.request(route.method, path, headers=gateway.auth(token), json={})
@@ -352,7 +383,7 @@ async def test_authorization_matrix_of_every_endpoint_and_role(gateway):
 async def test_rate_limits_answer_429_with_retry_after(settings):
     app = create_app(
         gateway_settings(settings, rate_limit_per_minute=5, sensitive_rate_limit_per_minute=2),
-        [gateway_service, missions_service, moderation_service, volunteers_service, matching_service],
+        SERVICES,
     )
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=("10.0.0.2", 1234))

@@ -8,8 +8,8 @@ from collections import Counter
 import httpx
 
 from shared.runtime.backend import open_storage
-from tests.conftest import eventually
-from tests.integration.test_services_as_processes import free_port, start
+from tests.conftest import eventually, free_port
+from tests.integration.test_services_as_processes import start
 
 BURST = 40
 PASSWORD = "Cerf-volant bleu 2026 !"

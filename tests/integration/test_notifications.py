@@ -2,6 +2,10 @@
 trigger and recipients, redelivery, throttling and digests, opt-outs, the scheduler's periods, SMTP
 failures, referents' broadcasts, erased volunteers."""
 
+import os
+import signal
+import subprocess
+import sys
 from datetime import UTC, date, datetime, timedelta
 
 import httpx
@@ -39,9 +43,10 @@ from shared.events import (
 from shared.events.vocabulary import MissionContent, Place, SafetyConditions
 from shared.runtime.actors import actor_headers
 from shared.runtime.app import create_app
+from shared.runtime.backend import open_bus, open_storage
 from shared.runtime.ports import OutgoingMessage
 from shared.runtime.vault import Vault
-from tests.conftest import eventually
+from tests.conftest import ROOT, env_of, eventually, free_port
 from tests.integration.mailserver import MailServer, RunningMailServer
 
 MANAGER, REFERENT, VOLUNTEER = "manager-1", "referent-1", "volunteer-1"
@@ -284,6 +289,8 @@ async def test_a_refused_mission_online_is_told_once_as_unpublished(world):
     )
     mail = await world.mail(MANAGER_EMAIL, "n’est plus en ligne")
     assert "Motif : les conditions de sécurité des bénévoles ne sont pas réunies" in mail.text
+    decision = world.said[-2]
+    await world.notifications.on_event(catalog.decode(decision), decision)  # redelivered: told the same way
     await world.settled()
     assert not world.smtp.to(MANAGER_EMAIL, "n’a pas été retenue")
 
@@ -623,3 +630,83 @@ async def test_erased_volunteer_gets_nothing_more(world):
     await world.settled()
     assert [d["status"] for d in await world.deliveries(template="application_confirmed")] == ["skipped"]
     assert len(world.smtp.to(VOLUNTEER_EMAIL)) == 1
+
+
+# ---- a crash between the two steps of a send: the service as a process, killed with -9 by the SMTP server ----
+
+
+@pytest.mark.parametrize("killed_at", ["content", "recipient"])
+async def test_service_killed_while_sending_sends_each_email_at_most_once(settings, smtp, killed_at):
+    """Killed once the content is on the server (sent, not recorded): the e-mail is never repeated and is
+    reported unconfirmed. Killed before the content (the server drops the transaction): sent after restart."""
+    settings = settings.model_copy(
+        update={
+            "smtp_host": "127.0.0.1",
+            "smtp_port": smtp.port,
+            "link_secret": LINK_SECRET,
+            "mail_send_interval_s": 0.02,
+            "mail_unconfirmed_after_s": 0.5,
+            "port": free_port(),
+            "jwt_secret": "unused",
+            "internal_token": "unused",
+        }
+    )
+    keys, storage, bus = open_storage(settings, "keys"), open_storage(settings, "notifications"), open_bus(settings)
+    process: subprocess.Popen | None = None
+
+    def start() -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "services.notifications"],
+            cwd=ROOT,
+            env=env_of(settings),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+
+    def kill_once() -> None:
+        if killed_at_hooks:
+            killed_at_hooks.clear()
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+
+    killed_at_hooks = [killed_at]
+    setattr(smtp, "on_data" if killed_at == "content" else "on_rcpt", kill_once)
+    try:
+        process = start()
+        personal = await Vault(keys.documents).seal(VOLUNTEER, {"first_name": "Camille", "email": VOLUNTEER_EMAIL})
+        registered = VolunteerRegistered(
+            volunteer_id=VOLUNTEER,
+            personal=personal,
+            postal_code="56000",
+            department="56",
+            age_bracket="25-34",
+            domains=["food_and_emergency_aid"],
+            availability=["weekends"],
+            mode="both",
+            max_distance_km=20,
+            onsite_restricted=False,
+            visible_to_organizations=True,
+        )
+        await bus.publish([OutgoingMessage.of(registered.envelope(1))])
+        await eventually(lambda: _returned(process), within=60, what="the SMTP server to kill the service")
+        assert not killed_at_hooks
+        process = start()
+        final = "unconfirmed" if killed_at == "content" else "sent"
+
+        async def recorded() -> bool:
+            found = await storage.documents.find(DELIVERIES, {"template": "volunteer_welcome"})
+            return [d["status"] for d in found] == [final]
+
+        await eventually(recorded, within=60, what=f"the welcome e-mail recorded {final} after the restart")
+        assert len(smtp.to(VOLUNTEER_EMAIL, "Bienvenue")) == 1
+    finally:
+        if process is not None and process.poll() is None:
+            process.terminate()
+            process.wait(timeout=30)
+        await bus.close()
+        await storage.close()
+        await keys.close()
+
+
+async def _returned(process: subprocess.Popen) -> bool:
+    return process.poll() is not None

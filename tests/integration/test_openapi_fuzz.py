@@ -10,8 +10,8 @@ import schemathesis
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 
-from tests.conftest import POLL_INTERVAL
-from tests.integration.test_services_as_processes import free_port, start
+from tests.conftest import POLL_INTERVAL, free_port
+from tests.integration.test_services_as_processes import start
 
 
 @pytest.fixture

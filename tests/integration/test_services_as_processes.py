@@ -1,7 +1,6 @@
 """The publication flow with the services as real processes: each its own process on Kafka + FerretDB,
 and all in one process (`python -m services`) on the embedded backend. Both policies."""
 
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -11,8 +10,7 @@ import pytest
 
 from shared.events import Actor
 from shared.runtime.actors import actor_headers
-from tests.conftest import ROOT, eventually
-from tests.integration.test_cross_process import env_of
+from tests.conftest import ROOT, env_of, eventually, free_port
 
 ADMIN, REFERENT = Actor(id="admin", role="admin"), Actor(id="ref-56", role="referent")
 MANAGER = Actor(id="manager", role="manager")
@@ -25,13 +23,8 @@ MISSION = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 INTERNAL_TOKEN, JWT_SECRET = "process-test-internal-token", "process-test-jwt-secret-long-enough-for-hs256"
+LINK_SECRET = "process-test-link-secret"
 
 
 def start(module: str, settings, port: int) -> subprocess.Popen:
@@ -39,6 +32,7 @@ def start(module: str, settings, port: int) -> subprocess.Popen:
         "CIVIQUE_PORT": str(port),
         "CIVIQUE_INTERNAL_TOKEN": INTERNAL_TOKEN,
         "CIVIQUE_JWT_SECRET": JWT_SECRET,
+        "CIVIQUE_LINK_SECRET": LINK_SECRET,
     }
     return subprocess.Popen(
         [sys.executable, "-m", module], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE

@@ -9,8 +9,13 @@ from shared.runtime.settings import Settings
 def test_an_embedded_run_keeps_its_drawn_secrets_across_restarts(tmp_path):
     first = with_process_secrets(Settings(data_dir=tmp_path))
     again = with_process_secrets(Settings(data_dir=tmp_path))
-    assert first.jwt_secret and first.internal_token and first.jwt_secret != first.internal_token
-    assert (again.jwt_secret, again.internal_token) == (first.jwt_secret, first.internal_token)
+    assert first.jwt_secret and first.internal_token and first.link_secret
+    assert len({first.jwt_secret, first.internal_token, first.link_secret}) == 3
+    assert (again.jwt_secret, again.internal_token, again.link_secret) == (
+        first.jwt_secret,
+        first.internal_token,
+        first.link_secret,
+    )
     assert (tmp_path / "secrets.json").stat().st_mode & 0o077 == 0  # readable by its owner only
     other = with_process_secrets(Settings(data_dir=tmp_path / "elsewhere"))
     assert other.jwt_secret != first.jwt_secret
