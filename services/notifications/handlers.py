@@ -3,9 +3,10 @@ exactly once; the scheduler writes reminders and digests; referents' broadcasts 
 
 The delivery log (`deliveries`) holds one document per (event or period, recipient, message), keyed by
 `domain.delivery_key`: a redelivered event finds its e-mails there and adds nothing. The sender claims
-an e-mail (a unique insert in `delivery_claims`) once the SMTP server accepted its recipient and before
-the content goes, and marks it sent after: a crash in between leaves a claim, and an e-mail whose claim
-outlived `mail_unconfirmed_after_s` is reported unconfirmed, never sent twice.
+an e-mail (a unique insert in `delivery_claims`, kept once sent) once the SMTP server accepted its
+recipient and before the content goes, and marks it sent after: a crash in between leaves a claim on a
+queued e-mail, which is reported unconfirmed once the claim outlived `mail_unconfirmed_after_s`, never
+sent twice (ADR 0007).
 """
 
 import contextlib
@@ -283,8 +284,11 @@ class Notifications:
             await self.deliver(delivery, moment)
         return len(due)
 
-    async def deliver(self, delivery: dict[str, Any], moment: datetime) -> None:
-        key = delivery["id"]
+    async def deliver(self, listed: dict[str, Any], moment: datetime) -> None:
+        key = listed["id"]
+        delivery = await self.documents.get(DELIVERIES, key)
+        if delivery is None or delivery["status"] != "queued":
+            return  # another replica's sender finished it since the batch was listed
         claim = await self.documents.get(CLAIMS, key)
         if claim is not None:
             claimed = datetime.fromisoformat(claim["claimed_at"])
@@ -335,9 +339,8 @@ class Notifications:
             await self.documents.delete(CLAIMS, key)
             DEAD.labels("smtp_refused").inc()
             return await self._finish(delivery, "dead", reason=str(failure))
-        if sent:
+        if sent:  # the claim stays: a sender holding a stale copy of this e-mail cannot claim it again
             await self._finish(delivery, "sent", sent_at=now().isoformat())
-            await self.documents.delete(CLAIMS, key)
             SENT.labels(delivery["template"]).inc()
 
     async def _sent_in_last_hour(self, recipient_id: str, moment: datetime) -> int:

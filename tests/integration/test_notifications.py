@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
 from services.notifications import service as notifications_service
 from services.notifications.handlers import DELIVERIES, Notifications
@@ -176,19 +177,7 @@ async def world(settings, smtp):
                 account_id=REFERENT, role="referent", email=await w.seal(REFERENT, {"email": REFERENT_EMAIL})
             ),
             ReferentAppointed(referent_id=REFERENT, departments=["56"]),
-            VolunteerRegistered(
-                volunteer_id=VOLUNTEER,
-                personal=await w.seal(VOLUNTEER, {"first_name": "Camille", "email": VOLUNTEER_EMAIL}),
-                postal_code="56000",
-                department="56",
-                age_bracket="25-34",
-                domains=["food_and_emergency_aid"],
-                availability=["weekends"],
-                mode="both",
-                max_distance_km=20,
-                onsite_restricted=False,
-                visible_to_organizations=True,
-            ),
+            registered(VOLUNTEER, await w.seal(VOLUNTEER, {"first_name": "Camille", "email": VOLUNTEER_EMAIL})),
             MissionPublished(mission_id="mission-1", organization_id="org-1", content=content(), free_places=8),
         )
         await w.known("missions", "mission-1", "title")
@@ -196,6 +185,22 @@ async def world(settings, smtp):
         await w.known("people", VOLUNTEER, "contact")
         await w.known("organizations", "org-1", "manager_ids")
         yield w
+
+
+def registered(volunteer_id: str, personal) -> VolunteerRegistered:
+    return VolunteerRegistered(
+        volunteer_id=volunteer_id,
+        personal=personal,
+        postal_code="56000",
+        department="56",
+        age_bracket="25-34",
+        domains=["food_and_emergency_aid"],
+        availability=["weekends"],
+        mode="both",
+        max_distance_km=20,
+        onsite_restricted=False,
+        visible_to_organizations=True,
+    )
 
 
 def received(application: str = "app-1", **extra) -> ApplicationReceived:
@@ -444,21 +449,10 @@ async def test_mission_past_its_end_date(world, days_ago, subject):
 
 
 async def test_referent_broadcast_reaches_idle_volunteers_with_a_report(world):
-    engaged = "volunteer-2"
+    engaged, opted_out = "volunteer-2", "volunteer-3"
     await world.say(
-        VolunteerRegistered(
-            volunteer_id=engaged,
-            personal=await world.seal(engaged, {"first_name": "Lou", "email": "lou@example.fr"}),
-            postal_code="56000",
-            department="56",
-            age_bracket="35-49",
-            domains=["food_and_emergency_aid"],
-            availability=["weekends"],
-            mode="both",
-            max_distance_km=20,
-            onsite_restricted=False,
-            visible_to_organizations=True,
-        ),
+        registered(opted_out, await world.seal(opted_out, {"first_name": "Sam", "email": "sam@example.fr"})),
+        registered(engaged, await world.seal(engaged, {"first_name": "Lou", "email": "lou@example.fr"})),
         ApplicationReceived(
             application_id="app-9", mission_id="mission-1", volunteer_id=engaged, organization_id="org-1"
         ),
@@ -472,6 +466,10 @@ async def test_referent_broadcast_reaches_idle_volunteers_with_a_report(world):
         return (await world.ctx.documents.get("applications", "app-9"))["status"] == "accepted"
 
     await eventually(accepted, what="the acceptance projected")
+    no_news = await world.call(
+        "PUT", "/notifications/preferences", Actor(id=opted_out, role="volunteer"), json={"news": False}
+    )
+    assert no_news.json()["unsubscribed"] == ["news"]
     referent = Actor(id=REFERENT, role="referent")
     body = {"subject": "Collecte de la Banque alimentaire", "body": "Bonjour,\n\nUne grande collecte a lieu samedi."}
     assert (
@@ -486,8 +484,13 @@ async def test_referent_broadcast_reaches_idle_volunteers_with_a_report(world):
     assert "<p>Une grande collecte a lieu samedi.</p>" in mail.html
     await world.settled()
     assert not world.smtp.to("lou@example.fr", "Collecte")  # already engaged on a mission
+    assert not world.smtp.to("sam@example.fr", "Collecte")  # does not want news
     report = (await world.call("GET", f"/notifications/broadcasts/{answer.json()['broadcast_id']}", referent)).json()
-    assert report["recipients"] == 1 and report["sent"] == 1 and report["opted_out"] == 0
+    assert (report["recipients"], report["sent"], report["opted_out"], report["waiting"]) == (2, 1, 1, 0)
+    other = Actor(id="referent-35", role="referent")
+    assert (
+        await world.call("GET", f"/notifications/broadcasts/{answer.json()['broadcast_id']}", other)
+    ).status_code == 403
 
 
 async def test_summary_preference_gathers_activity_into_a_daily_digest(world):
@@ -612,9 +615,11 @@ async def test_temporary_failures_are_retried_and_refusals_dead_lettered(world):
     await world.mail(MANAGER_EMAIL, "Nouvelle candidature")
     retried = await world.deliveries(source=str(world.said[-1].event_id))
     assert sum(d["attempts"] for d in retried) == 2 and {d["status"] for d in retried} == {"sent"}
+    dead_letters = REGISTRY.get_sample_value("civique_mail_dead_letters_total", {"reason": "smtp_refused"}) or 0
     world.smtp.failures[:] = ["550 5.1.1 Mailbox unknown"]
     await world.say(ApplicationRefused(**ids(), reason="other"))
     await eventually(lambda: _count(world, status="dead", n=1), what="the refused e-mail dead-lettered")
+    assert REGISTRY.get_sample_value("civique_mail_dead_letters_total", {"reason": "smtp_refused"}) == dead_letters + 1
     admin = Actor(id="admin-1", role="admin")
     failures = (await world.call("GET", "/notifications/failures", admin)).json()
     assert [f["template"] for f in failures] == ["application_refused"] and "550" in failures[0]["reason"]
@@ -674,20 +679,7 @@ async def test_service_killed_while_sending_sends_each_email_at_most_once(settin
     try:
         process = start()
         personal = await Vault(keys.documents).seal(VOLUNTEER, {"first_name": "Camille", "email": VOLUNTEER_EMAIL})
-        registered = VolunteerRegistered(
-            volunteer_id=VOLUNTEER,
-            personal=personal,
-            postal_code="56000",
-            department="56",
-            age_bracket="25-34",
-            domains=["food_and_emergency_aid"],
-            availability=["weekends"],
-            mode="both",
-            max_distance_km=20,
-            onsite_restricted=False,
-            visible_to_organizations=True,
-        )
-        await bus.publish([OutgoingMessage.of(registered.envelope(1))])
+        await bus.publish([OutgoingMessage.of(registered(VOLUNTEER, personal).envelope(1))])
         await eventually(lambda: _returned(process), within=60, what="the SMTP server to kill the service")
         assert not killed_at_hooks
         process = start()
