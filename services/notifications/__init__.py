@@ -8,7 +8,7 @@ import structlog
 from services.notifications import projections
 from services.notifications.api import router
 from services.notifications.consumers import subscribers
-from services.notifications.handlers import DELIVERIES, SEND_BATCH, Notifications
+from services.notifications.handlers import AWAITING, DELIVERIES, SEND_BATCH, Notifications
 from shared.runtime.app import Service, ServiceContext
 
 log = structlog.get_logger("civique.notifications")
@@ -19,6 +19,7 @@ async def setup(ctx: ServiceContext) -> None:
     await ctx.documents.ensure_index(DELIVERIES, ["status", "next_attempt_at"])
     await ctx.documents.ensure_index(DELIVERIES, ["recipient_id", "status", "sent_at"])
     await ctx.documents.ensure_index(DELIVERIES, ["broadcast_id"])
+    await ctx.documents.ensure_index(AWAITING, ["organization_id"])
 
 
 async def send_continuously(ctx: ServiceContext) -> None:

@@ -42,12 +42,14 @@ from shared.events import (
     MissionSubmitted,
     MissionUnpublished,
     OrganizationApproved,
+    OrganizationRegistered,
     OrganizationRejected,
     ReferentInvited,
     TerritoryImbalanceDetected,
     VolunteerIdle,
     VolunteerInvited,
     VolunteerRegistered,
+    catalog,
     new_id,
 )
 from shared.events.vocabulary import DOMAIN_LABELS, Sealed
@@ -61,6 +63,7 @@ from shared.runtime.vault import Vault
 log = structlog.get_logger("civique.notifications")
 
 DELIVERIES, CLAIMS, PREFERENCES, BROADCASTS = "deliveries", "delivery_claims", "preferences", "broadcasts"
+AWAITING = "awaiting_organizations"  # events parked until their organisation is known
 SENT = Counter("civique_mail_sent_total", "E-mails accepted by the SMTP server, by message", ["template"])
 HELD = Counter("civique_mail_held_total", "E-mails held for the next digest, by message", ["template"])
 DEAD = Counter("civique_mail_dead_letters_total", "E-mails given up, by reason", ["reason"])
@@ -74,6 +77,14 @@ def now() -> datetime:
 
 class NotReady(Exception):
     """What an e-mail speaks of is not known here yet (its topic lags): try again a little later."""
+
+
+class OrganizationUnknown(Exception):
+    """An event for an organisation's managers came before the organisation (another topic lags)."""
+
+    def __init__(self, organization_id: str) -> None:
+        super().__init__(organization_id)
+        self.organization_id = organization_id
 
 
 # ---- the letters: one Jinja2 file per message, one body rendered as plain text and as HTML ----
@@ -132,8 +143,23 @@ class Notifications:
     async def on_event(self, event: Event, env: Envelope) -> None:
         """Project the event, then write its e-mails into the delivery log (both idempotent)."""
         await projections.project(self.documents, event, env)
-        for notice in await self.notices_for(event, env):
+        try:
+            notices = await self.notices_for(event, env)
+        except OrganizationUnknown as unknown:
+            # its topic lags behind this one: the event waits for the organisation, then is told
+            await self.documents.put(
+                AWAITING,
+                str(env.event_id),
+                {"organization_id": unknown.organization_id, "envelope": env.to_json().decode()},
+            )
+            return
+        for notice in notices:
             await self.enqueue(notice)
+        if isinstance(event, OrganizationRegistered):
+            for parked in await self.documents.find(AWAITING, {"organization_id": event.organization_id}):
+                envelope = Envelope.from_json(parked["envelope"])
+                await self.on_event(catalog.decode(envelope), envelope)
+                await self.documents.delete(AWAITING, str(envelope.event_id))
 
     async def notices_for(self, event: Event, env: Envelope) -> list[Notice]:
         source = str(env.event_id)
@@ -236,7 +262,7 @@ class Notifications:
     async def _managers(self, organization_id: str) -> list[str]:
         managers = await projections.managers_of(self.documents, organization_id)
         if not managers:
-            raise NotReady(f"organization {organization_id} not known yet")  # retried by the consumer runner
+            raise OrganizationUnknown(organization_id)
         return managers
 
     async def enqueue(self, notice: Notice, *, status: str | None = None, **fields: Any) -> bool:

@@ -510,6 +510,36 @@ async def test_summary_preference_gathers_activity_into_a_daily_digest(world):
 # ---- delivery guarantees ----
 
 
+async def test_an_event_for_an_organisation_not_known_yet_waits_for_it(world):
+    """Topics lag independently: an application may arrive before its organisation's registration."""
+    late_manager = "manager-2"
+    await world.say(
+        MissionPublished(mission_id="mission-5", organization_id="org-2", content=content("Maraude"), free_places=8),
+        ApplicationReceived(
+            application_id="app-5", mission_id="mission-5", volunteer_id=VOLUNTEER, organization_id="org-2"
+        ),
+    )
+    await world.known("awaiting_organizations", str(world.said[-1].event_id), "organization_id")
+    await world.say(
+        AccountOpened(
+            account_id=late_manager, role="manager", email=await world.seal(late_manager, {"email": "tard@asso.fr"})
+        ),
+        OrganizationRegistered(
+            organization_id="org-2",
+            name="Maraudes de Lorient",
+            kind="association",
+            rna="W561000999",
+            postal_code="56100",
+            department="56",
+            manager_ids=[late_manager],
+        ),
+    )
+    await world.mail("tard@asso.fr", "Nouvelle candidature pour « Maraude »")
+    confirmation = await world.mail(VOLUNTEER_EMAIL, "Votre candidature pour « Maraude » est enregistrée")
+    assert "Maraudes de Lorient" in confirmation.text
+    assert await world.ctx.documents.count("awaiting_organizations") == 0
+
+
 async def test_redelivered_events_send_no_second_email(world):
     await world.say(
         received(),
