@@ -105,7 +105,7 @@ async def failures(
 ) -> list:
     """E-mails given up (dead letters) or possibly sent before a crash (unconfirmed), for the operators."""
     require_role(actor, "admin")
-    return await handlers.failures(status, limit)
+    return await handlers.log.failures(status, limit)
 
 
 # ---- the local mailbox: what an embedded run would have sent, for a person to read ----
