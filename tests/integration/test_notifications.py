@@ -164,15 +164,7 @@ async def world(settings, smtp):
         w = World(app, client, smtp)
         await w.say(
             AccountOpened(account_id=MANAGER, role="manager", email=await w.seal(MANAGER, {"email": MANAGER_EMAIL})),
-            OrganizationRegistered(
-                organization_id="org-1",
-                name="Secours du Morbihan",
-                kind="association",
-                rna="W561000123",
-                postal_code="56000",
-                department="56",
-                manager_ids=[MANAGER],
-            ),
+            organization("org-1", "Secours du Morbihan", MANAGER),
             AccountOpened(
                 account_id=REFERENT, role="referent", email=await w.seal(REFERENT, {"email": REFERENT_EMAIL})
             ),
@@ -185,6 +177,18 @@ async def world(settings, smtp):
         await w.known("people", VOLUNTEER, "contact")
         await w.known("organizations", "org-1", "manager_ids")
         yield w
+
+
+def organization(organization_id: str, name: str, manager_id: str) -> OrganizationRegistered:
+    return OrganizationRegistered(
+        organization_id=organization_id,
+        name=name,
+        kind="association",
+        rna="W561000123",
+        postal_code="56000",
+        department="56",
+        manager_ids=[manager_id],
+    )
 
 
 def registered(volunteer_id: str, personal) -> VolunteerRegistered:
@@ -524,15 +528,7 @@ async def test_an_event_for_an_organisation_not_known_yet_waits_for_it(world):
         AccountOpened(
             account_id=late_manager, role="manager", email=await world.seal(late_manager, {"email": "tard@asso.fr"})
         ),
-        OrganizationRegistered(
-            organization_id="org-2",
-            name="Maraudes de Lorient",
-            kind="association",
-            rna="W561000999",
-            postal_code="56100",
-            department="56",
-            manager_ids=[late_manager],
-        ),
+        organization("org-2", "Maraudes de Lorient", late_manager),
     )
     await world.mail("tard@asso.fr", "Nouvelle candidature pour « Maraude »")
     confirmation = await world.mail(VOLUNTEER_EMAIL, "Votre candidature pour « Maraude » est enregistrée")
