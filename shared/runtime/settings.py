@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     mail_recipient_wait_s: float = Field(default=24 * 3600.0, gt=0)  # for an address still unknown (lagging topic)
     mail_unconfirmed_after_s: float = Field(default=300.0, gt=0)  # a send claimed longer ago was interrupted
     mail_send_interval_s: float = Field(default=1.0, gt=0)
+    # settled e-mails leave the delivery log after this; longer than the bus keeps events to redeliver
+    mail_log_retention_days: int = Field(default=30, ge=8)
     schedule_interval_s: float = Field(default=900.0, gt=0)
     reminder_hour: int = Field(default=8, ge=0, le=23)  # reminders and digests go from this hour, Paris time
     missions_url: str = "http://127.0.0.1:8001"

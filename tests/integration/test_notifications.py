@@ -653,6 +653,31 @@ async def test_temporary_failures_are_retried_and_refusals_dead_lettered(world):
     assert (await world.call("GET", "/notifications/failures", Actor(id=REFERENT, role="referent"))).status_code == 403
 
 
+async def test_settled_emails_leave_the_log_after_the_retention(world):
+    await world.say(received())
+    await world.mail(MANAGER_EMAIL, "Nouvelle candidature")
+    world.ctx.settings.mail_hourly_limit = 0  # the next news e-mail is held: it must outlive the retention
+    await world.say(
+        VolunteerInvited(
+            volunteer_id=VOLUNTEER,
+            mission_id="mission-1",
+            organization_id="org-1",
+            invited_by=MANAGER,
+            invited_on=date.today(),
+        )
+    )
+    await eventually(lambda: _count(world, status="held", n=1), what="the invitation held")
+    await world.settled()
+    sent = len(await world.deliveries(status="sent"))
+    assert sent >= 4  # two welcomes, the application to the manager and its confirmation
+    moment = datetime.now(UTC) + timedelta(days=world.ctx.settings.mail_log_retention_days + 1)
+    await world.notifications.log.forget_settled(moment - timedelta(days=2))
+    assert len(await world.deliveries(status="sent")) == sent  # not yet
+    await world.notifications.log.forget_settled(moment)
+    assert await world.deliveries(status="sent") == []
+    assert [d["template"] for d in await world.deliveries()] == ["mission_invitation"]
+
+
 async def test_erased_volunteer_gets_nothing_more(world):
     await world.mail(VOLUNTEER_EMAIL, "Bienvenue")
     await Vault(world.ctx.keys).forget(VOLUNTEER)

@@ -205,7 +205,9 @@ class Notifications:
         written += await self.remind_mission_ends(moment)
         if domain.is_weekday(moment):
             written += await self.send_referent_todos(moment)
-        return written + await self.gather_digests(moment)
+        written += await self.gather_digests(moment)
+        await self.log.forget_settled(moment)
+        return written
 
     async def remind_pending_applications(self, moment: datetime) -> int:
         """Weekly, to the managers: applications waiting for an answer for more than seven days."""

@@ -33,6 +33,7 @@ SENT = Counter("civique_mail_sent_total", "E-mails accepted by the SMTP server, 
 HELD = Counter("civique_mail_held_total", "E-mails held for the next digest, by message", ["template"])
 DEAD = Counter("civique_mail_dead_letters_total", "E-mails given up, by reason", ["reason"])
 SEND_BATCH = 100
+SETTLED = ("sent", "digested", "opted_out", "skipped", "dead", "unconfirmed")  # held and queued wait on
 
 
 def now() -> datetime:
@@ -265,6 +266,17 @@ class DeliveryLog:
                     {"subject": self.letters.subject(item["template"], context), "url": context.get("mission_url")}
                 )
         return items
+
+    async def forget_settled(self, moment: datetime) -> int:
+        """Keep the log bounded: e-mails settled before the retention go, with their claims."""
+        cutoff = (moment - timedelta(days=self.settings.mail_log_retention_days)).isoformat()
+        old = await self.documents.find(
+            DELIVERIES, {"status": {"$in": list(SETTLED)}, "created_at": {"$lt": cutoff}}, limit=10_000
+        )
+        for delivery in old:
+            await self.documents.delete(CLAIMS, delivery["id"])
+            await self.documents.delete(DELIVERIES, delivery["id"])
+        return len(old)
 
     async def failures(self, status: str, limit: int) -> list[dict[str, Any]]:
         """Dead or unconfirmed e-mails for the operators: which message, why; no address."""
