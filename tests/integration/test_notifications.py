@@ -13,6 +13,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from services.notifications import service as notifications_service
+from services.notifications.consumers import CONSUMED
 from services.notifications.handlers import DELIVERIES, Notifications
 from shared.events import (
     AccountOpened,
@@ -24,9 +25,14 @@ from shared.events import (
     ApplicationWithdrawn,
     Envelope,
     Event,
+    MissionCancelled,
+    MissionClosed,
+    MissionDrafted,
+    MissionEdited,
     MissionFilled,
     MissionModerated,
     MissionPublished,
+    MissionReopened,
     MissionSubmitted,
     MissionUnpublished,
     OrganizationApproved,
@@ -34,10 +40,12 @@ from shared.events import (
     OrganizationRejected,
     ReferentAppointed,
     ReferentInvited,
+    ReferentRevoked,
     TerritoryImbalanceDetected,
     VolunteerErased,
     VolunteerIdle,
     VolunteerInvited,
+    VolunteerProfileUpdated,
     VolunteerRegistered,
     catalog,
 )
@@ -45,6 +53,7 @@ from shared.events.vocabulary import MissionContent, Place, SafetyConditions
 from shared.runtime.actors import actor_headers
 from shared.runtime.app import create_app
 from shared.runtime.backend import open_bus, open_storage
+from shared.runtime.consumers import INBOX
 from shared.runtime.ports import OutgoingMessage
 from shared.runtime.vault import Vault
 from tests.conftest import ROOT, env_of, eventually, free_port
@@ -304,9 +313,13 @@ async def test_a_refused_mission_online_is_told_once_as_unpublished(world):
     assert not world.smtp.to(MANAGER_EMAIL, "n’a pas été retenue")
 
 
-async def test_organisation_approved_and_rejected(world):
+async def test_organisation_approved_goes_to_the_managers(world):
     await world.say(OrganizationApproved(organization_id="org-1", department="56"))
-    await world.mail(MANAGER_EMAIL, "Votre structure Secours du Morbihan est validée")
+    mail = await world.mail(MANAGER_EMAIL, "Votre structure Secours du Morbihan est validée")
+    assert f"{PUBLIC_URL}/espace-structure" in mail.text
+
+
+async def test_organisation_rejected_goes_to_the_managers_with_the_reason(world):
     await world.say(
         OrganizationRejected(organization_id="org-1", department="56", reason="not_eligible", comment="Hors champ.")
     )
@@ -351,18 +364,21 @@ async def test_withdrawal_is_told_to_the_managers(world):
     assert "(plus disponible)" in mail.text
 
 
-async def test_last_place_and_full_mission_are_told_to_the_managers(world):
-    applications = [f"app-{n}" for n in range(7)]  # 8 places: the 7th acceptance leaves one
-    await world.say(*(received(a) for a in applications), *(ApplicationAccepted(**ids(a)) for a in applications))
-    await world.mail(MANAGER_EMAIL, "Plus qu’une place pour « Distribution alimentaire »")
-    await world.say(
-        received("app-7"),
-        ApplicationAccepted(**ids("app-7")),
-        MissionFilled(mission_id="mission-1", organization_id="org-1"),
-    )
-    mail = await world.mail(MANAGER_EMAIL, "est complète")
-    assert "liste d’attente" in mail.text
+async def test_last_place_is_told_to_the_managers_once(world):
+    applications = [f"app-{n}" for n in range(8)]  # 8 places: the 7th acceptance leaves one
+    await world.say(*(received(a) for a in applications), *(ApplicationAccepted(**ids(a)) for a in applications[:7]))
+    mail = await world.mail(MANAGER_EMAIL, "Plus qu’une place pour « Distribution alimentaire »")
+    assert "il reste une place" in mail.text
+    await world.say(ApplicationAccepted(**ids("app-7")))  # the last one: no second warning
+    await world.mail(VOLUNTEER_EMAIL, "Votre candidature est acceptée", count=8)
+    await world.settled()
     assert len(world.smtp.to(MANAGER_EMAIL, "Plus qu’une place")) == 1
+
+
+async def test_full_mission_is_told_to_the_managers(world):
+    await world.say(MissionFilled(mission_id="mission-1", organization_id="org-1"))
+    mail = await world.mail(MANAGER_EMAIL, "La mission « Distribution alimentaire » est complète")
+    assert "liste d’attente" in mail.text
 
 
 async def test_waitlist_promotion_is_told_to_the_volunteer(world):
@@ -536,11 +552,40 @@ async def test_an_event_for_an_organisation_not_known_yet_waits_for_it(world):
     assert await world.ctx.documents.count("awaiting_organizations") == 0
 
 
-async def test_redelivered_events_send_no_second_email(world):
+async def test_redelivery_of_every_consumed_event_sends_no_second_email(world):
+    other, leaving = "volunteer-2", "referent-2"
+    mission = {"mission_id": "mission-2", "organization_id": "org-1"}
     await world.say(
-        received(),
-        ApplicationAccepted(**ids()),
-        submitted(),
+        ReferentInvited(
+            invitation_id="inv-1",
+            departments=["56"],
+            invited_by="admin-1",
+            expires_at=datetime.now(UTC) + timedelta(days=3),
+            invitation=await world.seal("inv-key", {"email": "nouvelle@prefecture.fr", "token": "t"}),
+        ),
+        ReferentAppointed(referent_id=leaving, departments=["56"]),
+        ReferentRevoked(referent_id=leaving),
+        OrganizationApproved(organization_id="org-1", department="56"),
+        OrganizationRejected(organization_id="org-1", department="56", reason="duplicate"),
+        MissionDrafted(**mission, content=content("Garde d’enfants")),
+        MissionEdited(**mission, content=content("Garde d’enfants")),
+        MissionSubmitted(**mission, content=content("Garde d’enfants")),
+        MissionModerated(**mission, decision="validated"),
+        MissionPublished(**mission, content=content("Garde d’enfants"), free_places=8),
+        MissionModerated(**mission, decision="refused", reason="duplicate"),
+        MissionUnpublished(**mission, department="56", reason="duplicate"),
+        MissionCancelled(**mission, reason="Doublon."),
+        received("app-1"),
+        ApplicationAccepted(**ids("app-1")),
+        ApplicationWithdrawn(**ids("app-1"), reason="not_available"),
+        received("app-2"),
+        ApplicationRefused(**ids("app-2"), reason="other"),
+        received("app-3", promoted_from_waitlist=True),
+        ApplicationAccepted(**ids("app-3")),
+        ApplicationCancelled(**ids("app-3"), reason="mission_cancelled"),
+        MissionFilled(mission_id="mission-1", organization_id="org-1"),
+        MissionReopened(mission_id="mission-1", organization_id="org-1", free_places=1),
+        MissionClosed(mission_id="mission-1", organization_id="org-1", reason="ended"),
         VolunteerInvited(
             volunteer_id=VOLUNTEER,
             mission_id="mission-1",
@@ -548,19 +593,63 @@ async def test_redelivered_events_send_no_second_email(world):
             invited_by=MANAGER,
             invited_on=date.today(),
         ),
+        VolunteerIdle(
+            volunteer_id=VOLUNTEER, period="2026-11", department="56", days_since_sign_up=20, nearby_mission_ids=[]
+        ),
+        TerritoryImbalanceDetected(
+            department="56",
+            kind="missions_without_candidates",
+            domain="emergency_childcare",
+            volunteers=3,
+            open_places=40,
+            missions_without_candidates=6,
+            summary="6 missions sans candidat depuis 7 jours.",
+        ),
+        registered(other, await world.seal(other, {"first_name": "Lou", "email": "lou@example.fr"})),
+        VolunteerProfileUpdated(volunteer_id=other, max_distance_km=5),
+        VolunteerErased(volunteer_id=other, department="56", age_bracket="25-34"),
     )
-    await world.mail(VOLUNTEER_EMAIL, "Votre candidature est acceptée")
-    await world.mail(REFERENT_EMAIL, "Nouvelle mission à valider")
+    referent = Actor(id=REFERENT, role="referent")
+    body = {"subject": "Collecte samedi", "body": "Une collecte a lieu samedi matin."}
+    answer = await world.call("POST", "/notifications/departments/56/broadcasts", referent, json=body)
+    broadcast_id = answer.json()["broadcast_id"]
+    assert {type(catalog.decode(e)) for e in world.said} >= set(CONSUMED)
+    inbox = world.ctx.documents
+
+    async def all_handled() -> bool:
+        return await inbox.count(INBOX, {"group": "notifications.mail"}) == len(world.said)
+
+    await eventually(all_handled, what="every event handled once")
+    await world.mail(VOLUNTEER_EMAIL, "Collecte samedi")
     await world.settled()
-    before = len(world.smtp.received)
-    # every event again, through the handler (as after a crash before the inbox record) and through the bus
+    before, logged = len(world.smtp.received), len(await world.deliveries())
+    assert before >= 20
+    # every event again: through the handler (as after a crash before the inbox record) and through the bus
     for envelope in world.said:
         await world.notifications.on_event(catalog.decode(envelope), envelope)
+    (posted,) = await world.ctx.store.read(f"broadcast-{broadcast_id}")
+    await world.notifications.fan_out(catalog.decode(posted), posted)
+    duplicates = _consumed("duplicate")
     await world.app.state.runtime.bus.publish([OutgoingMessage.of(e) for e in world.said])
+
+    async def refused_by_the_inbox() -> bool:
+        return _consumed("duplicate") - duplicates >= len(world.said)
+
+    await eventually(refused_by_the_inbox, what="the redelivered events refused by the inbox")
     await world.notifications.send_due()
     await world.settled()
-    assert len(world.smtp.received) == before
+    assert len(world.smtp.received) == before and len(await world.deliveries()) == logged
     assert len(world.smtp.to(VOLUNTEER_EMAIL, "Bienvenue")) == 1
+
+
+def _consumed(outcome: str) -> float:
+    return sum(
+        sample.value
+        for metric in REGISTRY.collect()
+        if metric.name == "civique_events_consumed"
+        for sample in metric.samples
+        if sample.labels.get("group") == "notifications.mail" and sample.labels.get("outcome") == outcome
+    )
 
 
 async def test_throttling_holds_the_rest_for_the_next_digest(world):
