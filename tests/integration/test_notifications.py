@@ -272,6 +272,7 @@ async def test_mission_submitted_goes_to_the_departments_referents(world):
     mail = await world.mail(REFERENT_EMAIL, "Nouvelle mission à valider : Garde d’enfants")
     assert "Secours du Morbihan a soumis" in mail.text
     assert f"{PUBLIC_URL}/moderation/missions/mission-2" in mail.text
+    await world.settled()
     assert not world.smtp.to(MANAGER_EMAIL, "Nouvelle mission à valider")
 
 
@@ -386,6 +387,7 @@ async def test_waitlist_promotion_is_told_to_the_volunteer(world):
     await world.say(received(promoted_from_waitlist=True))
     mail = await world.mail(VOLUNTEER_EMAIL, "Une place s’est libérée")
     assert "liste d’attente" in mail.text
+    await world.settled()
     assert not world.smtp.to(VOLUNTEER_EMAIL, "est enregistrée")
 
 
