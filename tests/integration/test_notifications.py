@@ -217,6 +217,16 @@ def registered(volunteer_id: str, personal) -> VolunteerRegistered:
     )
 
 
+def invited(mission_id: str) -> VolunteerInvited:
+    return VolunteerInvited(
+        volunteer_id=VOLUNTEER,
+        mission_id=mission_id,
+        organization_id="org-1",
+        invited_by=MANAGER,
+        invited_on=date.today(),
+    )
+
+
 def received(application: str = "app-1", **extra) -> ApplicationReceived:
     return ApplicationReceived(
         application_id=application, mission_id="mission-1", volunteer_id=VOLUNTEER, organization_id="org-1", **extra
@@ -392,15 +402,7 @@ async def test_waitlist_promotion_is_told_to_the_volunteer(world):
 
 
 async def test_invitation_from_an_organisation_has_an_unsubscribe_link(world):
-    await world.say(
-        VolunteerInvited(
-            volunteer_id=VOLUNTEER,
-            mission_id="mission-1",
-            organization_id="org-1",
-            invited_by=MANAGER,
-            invited_on=date.today(),
-        )
-    )
+    await world.say(invited("mission-1"))
     mail = await world.mail(VOLUNTEER_EMAIL, "Secours du Morbihan vous propose une mission")
     assert f"{PUBLIC_URL}/missions/mission-1" in mail.text
     assert f"{PUBLIC_URL}/api/v1/notifications/unsubscribe?token=" in mail.text
@@ -589,13 +591,7 @@ async def test_redelivery_of_every_consumed_event_sends_no_second_email(world):
         MissionFilled(mission_id="mission-1", organization_id="org-1"),
         MissionReopened(mission_id="mission-1", organization_id="org-1", free_places=1),
         MissionClosed(mission_id="mission-1", organization_id="org-1", reason="ended"),
-        VolunteerInvited(
-            volunteer_id=VOLUNTEER,
-            mission_id="mission-1",
-            organization_id="org-1",
-            invited_by=MANAGER,
-            invited_on=date.today(),
-        ),
+        invited("mission-1"),
         VolunteerIdle(
             volunteer_id=VOLUNTEER, period="2026-11", department="56", days_since_sign_up=20, nearby_mission_ids=[]
         ),
@@ -657,13 +653,7 @@ async def test_throttling_holds_the_rest_for_the_next_digest(world):
             MissionPublished(
                 mission_id=mission, organization_id="org-1", content=content(f"Mission {n}"), free_places=8
             ),
-            VolunteerInvited(
-                volunteer_id=VOLUNTEER,
-                mission_id=mission,
-                organization_id="org-1",
-                invited_by=MANAGER,
-                invited_on=date.today(),
-            ),
+            invited(mission),
         )
     await world.mail(VOLUNTEER_EMAIL, "vous propose une mission", count=2)
     await eventually(
@@ -684,8 +674,7 @@ async def _count(world, *, n: int, **where) -> bool:
 
 
 async def test_unsubscribing_stops_news_and_keeps_transactional_emails(world):
-    invitation = dict(volunteer_id=VOLUNTEER, organization_id="org-1", invited_by=MANAGER, invited_on=date.today())
-    await world.say(VolunteerInvited(mission_id="mission-1", **invitation))
+    await world.say(invited("mission-1"))
     mail = await world.mail(VOLUNTEER_EMAIL, "vous propose une mission")
     token = mail.message["List-Unsubscribe"].split("token=")[1].rstrip(">")
     forged = await world.call("GET", "/notifications/unsubscribe", params={"token": token[:-2] + "xx"})
@@ -694,7 +683,7 @@ async def test_unsubscribing_stops_news_and_keeps_transactional_emails(world):
     assert page.status_code == 200 and "Vous ne recevrez plus de propositions de missions" in page.text
     await world.say(
         MissionPublished(mission_id="mission-3", organization_id="org-1", content=content("Maraude"), free_places=8),
-        VolunteerInvited(mission_id="mission-3", **invitation),
+        invited("mission-3"),
         received(),
         ApplicationAccepted(**ids()),
     )
@@ -744,15 +733,7 @@ async def test_settled_emails_leave_the_log_after_the_retention(world):
     await world.say(received())
     await world.mail(MANAGER_EMAIL, "Nouvelle candidature")
     world.ctx.settings.mail_hourly_limit = 0  # the next news e-mail is held: it must outlive the retention
-    await world.say(
-        VolunteerInvited(
-            volunteer_id=VOLUNTEER,
-            mission_id="mission-1",
-            organization_id="org-1",
-            invited_by=MANAGER,
-            invited_on=date.today(),
-        )
-    )
+    await world.say(invited("mission-1"))
     await eventually(lambda: _count(world, status="held", n=1), what="the invitation held")
     await world.settled()
     sent = len(await world.deliveries(status="sent"))
