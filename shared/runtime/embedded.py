@@ -64,7 +64,12 @@ class SqliteDatabase:
         def call() -> T:
             if self._conn is None:
                 self._conn = self._connect()
-            return fn(self._conn)
+            result = fn(self._conn)
+            if isinstance(result, sqlite3.Cursor):
+                # finalised in the event loop's thread, a cursor resets a cached statement this thread may be binding
+                result.close()
+                return None  # type: ignore[return-value]
+            return result
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 

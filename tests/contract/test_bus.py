@@ -1,5 +1,6 @@
 """EventBus contract, on the SQLite log and on Kafka."""
 
+import asyncio
 from collections import defaultdict
 
 import pytest
@@ -153,3 +154,17 @@ async def _at_least(inbox: Inbox, n: int) -> bool:
 
 async def _at_least_all(a: Inbox, b: Inbox, n: int) -> bool:
     return len(a.messages) + len(b.messages) >= n
+
+
+async def test_concurrent_publishers_all_land(bus):
+    """Many requests publish at once (a sign-up burst): none fails, every message arrives once."""
+    inbox = Inbox()
+    member = bus.subscribe("g-burst", ["test.things"], inbox)
+    await member.start()
+    try:
+        sent = messages(keys=50, per_key=20)
+        await asyncio.gather(*(bus.publish([m]) for m in sent))
+        await eventually(lambda: _at_least(inbox, len(sent)), what="all messages")
+    finally:
+        await member.stop()
+    assert sorted(inbox.values()) == sorted(m.value.decode() for m in sent)

@@ -9,7 +9,7 @@ import httpx
 
 from shared.runtime.backend import open_storage
 from tests.conftest import eventually, free_port
-from tests.integration.test_services_as_processes import start
+from tests.integration.test_services_as_processes import output_tail, start
 
 BURST = 40
 PASSWORD = "Cerf-volant bleu 2026 !"
@@ -53,8 +53,9 @@ async def test_a_burst_survives_a_kill_mid_way(settings):
             )
             if [a.status_code for a in answers] != [202] * BURST:
                 platform.terminate()
+                platform.wait(timeout=30)
                 raise AssertionError(
-                    f"{[a.text for a in answers if a.status_code != 202]}; {platform.stderr.read().decode()[-3000:]}"
+                    f"{[a.text for a in answers if a.status_code != 202]}; {output_tail(settings, 'services', port)}"
                 )
             requests = [a.json()["request_id"] for a in answers]
 
@@ -80,7 +81,8 @@ async def test_a_burst_survives_a_kill_mid_way(settings):
                 except AssertionError as exc:
                     counts = Counter(await statuses())
                     platform.terminate()
-                    raise AssertionError(f"{exc}: {counts}; {platform.stderr.read().decode()[-3000:]}") from None
+                    platform.wait(timeout=30)
+                    raise AssertionError(f"{exc}: {counts}; {output_tail(settings, 'services', port)}") from None
                 resources = [(await client.get(f"/api/v1/requests/{r}")).json()["resource"] for r in requests]
                 login = await client.post(
                     "/api/v1/auth/login", json={"email": "burst7@exemple.fr", "password": PASSWORD}

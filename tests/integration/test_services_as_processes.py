@@ -4,6 +4,7 @@ and all in one process (`python -m services`) on the embedded backend. Both poli
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -27,6 +28,15 @@ INTERNAL_TOKEN, JWT_SECRET = "process-test-internal-token", "process-test-jwt-se
 LINK_SECRET = "process-test-link-secret"
 
 
+def output_of(settings, module: str, port: int) -> Path:
+    """Where a process started by `start` writes its logs and errors (appended across restarts)."""
+    return settings.data_dir / f"{module}-{port}.log"
+
+
+def output_tail(settings, module: str, port: int) -> str:
+    return output_of(settings, module, port).read_text(errors="replace")[-3000:]
+
+
 def start(module: str, settings, port: int) -> subprocess.Popen:
     env = env_of(settings) | {
         "CIVIQUE_PORT": str(port),
@@ -34,9 +44,10 @@ def start(module: str, settings, port: int) -> subprocess.Popen:
         "CIVIQUE_JWT_SECRET": JWT_SECRET,
         "CIVIQUE_LINK_SECRET": LINK_SECRET,
     }
-    return subprocess.Popen(
-        [sys.executable, "-m", module], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    output = output_of(settings, module, port)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with output.open("ab") as log:  # a file, not a pipe: a pipe nobody reads would block a talkative process
+        return subprocess.Popen([sys.executable, "-m", module], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 @pytest.fixture
@@ -46,17 +57,17 @@ def urls(settings) -> Iterator[dict[str, str]]:
         modules = {"services": ["missions", "moderation"]}
     else:
         modules = {"services.missions": ["missions"], "services.moderation": ["moderation"]}
-    processes, urls = [], {}
+    processes, urls = {}, {}
     for module, names in modules.items():
         port = free_port()
-        processes.append(start(module, settings, port))
+        processes[module, port] = start(module, settings, port)
         urls |= dict.fromkeys(names, f"http://127.0.0.1:{port}")
     yield urls
-    for process in processes:
+    for process in processes.values():
         process.terminate()
-    for process in processes:
+    for (module, port), process in processes.items():
         process.wait(timeout=30)
-        assert process.returncode in (0, -15), process.stderr.read().decode()[-3000:]
+        assert process.returncode in (0, -15), output_tail(settings, module, port)
 
 
 async def call(client: httpx.AsyncClient, actor: Actor, method: str, url: str, **kwargs) -> dict | list | None:
