@@ -2,6 +2,7 @@
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -38,17 +39,27 @@ def messages(keys: int, per_key: int, start: int = 0) -> list[OutgoingMessage]:
     ]
 
 
-async def test_each_key_is_delivered_in_order_with_its_headers(bus):
+async def received(bus, group: str, sent: list[OutgoingMessage], publish: Callable[[], Awaitable[object]]) -> Inbox:
+    """What a new member of `group` received once `publish()` sent `sent`."""
     inbox = Inbox()
-    member = bus.subscribe("g1", ["test.things"], inbox)
+    member = bus.subscribe(group, ["test.things"], inbox)
     await member.start()
     try:
-        sent = messages(keys=8, per_key=25)
-        for chunk in range(0, len(sent), 40):
-            await bus.publish(sent[chunk : chunk + 40])
+        await publish()
         await eventually(lambda: _at_least(inbox, len(sent)), what="all messages")
     finally:
         await member.stop()
+    return inbox
+
+
+async def test_each_key_is_delivered_in_order_with_its_headers(bus):
+    sent = messages(keys=8, per_key=25)
+
+    async def in_chunks() -> None:
+        for chunk in range(0, len(sent), 40):
+            await bus.publish(sent[chunk : chunk + 40])
+
+    inbox = await received(bus, "g1", sent, in_chunks)
     per_key: dict[str, list[int]] = defaultdict(list)
     for message in inbox.messages:
         key, index = message.value.decode().split(":")
@@ -57,6 +68,13 @@ async def test_each_key_is_delivered_in_order_with_its_headers(bus):
         per_key[key].append(int(index))
     assert all(indexes == sorted(indexes) for indexes in per_key.values())
     assert {m.value for m in inbox.messages} == {m.value for m in sent}
+
+
+async def test_concurrent_publishers_all_land(bus):
+    """Many requests publish at once (a sign-up burst): none fails, every message arrives once."""
+    sent = messages(keys=50, per_key=20)
+    inbox = await received(bus, "g-burst", sent, lambda: asyncio.gather(*(bus.publish([m]) for m in sent)))
+    assert sorted(inbox.values()) == sorted(m.value.decode() for m in sent)
 
 
 async def test_two_groups_each_get_every_message(bus):
@@ -154,17 +172,3 @@ async def _at_least(inbox: Inbox, n: int) -> bool:
 
 async def _at_least_all(a: Inbox, b: Inbox, n: int) -> bool:
     return len(a.messages) + len(b.messages) >= n
-
-
-async def test_concurrent_publishers_all_land(bus):
-    """Many requests publish at once (a sign-up burst): none fails, every message arrives once."""
-    inbox = Inbox()
-    member = bus.subscribe("g-burst", ["test.things"], inbox)
-    await member.start()
-    try:
-        sent = messages(keys=50, per_key=20)
-        await asyncio.gather(*(bus.publish([m]) for m in sent))
-        await eventually(lambda: _at_least(inbox, len(sent)), what="all messages")
-    finally:
-        await member.stop()
-    assert sorted(inbox.values()) == sorted(m.value.decode() for m in sent)
