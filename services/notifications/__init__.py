@@ -26,7 +26,7 @@ async def send_continuously(ctx: ServiceContext) -> None:
     """The sender: delivers what is due, at once again when a batch was full."""
     while True:
         try:
-            handled = await Notifications(ctx).send_due()
+            handled = await Notifications(ctx).log.send_due()
         except Exception:
             log.exception("send_failed")
             handled = 0

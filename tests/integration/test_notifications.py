@@ -629,7 +629,7 @@ async def test_redelivery_of_every_consumed_event_sends_no_second_email(world):
         return _consumed("duplicate") - duplicates >= len(world.said)
 
     await eventually(refused_by_the_inbox, what="the redelivered events refused by the inbox")
-    await world.notifications.send_due()
+    await world.notifications.log.send_due()
     await world.settled()
     assert len(world.smtp.received) == before and len(await world.deliveries()) == logged
     assert len(world.smtp.to(VOLUNTEER_EMAIL, "Bienvenue")) == 1

@@ -61,12 +61,6 @@ class Notifications:
         self.ctx, self.documents, self.settings = ctx, ctx.documents, ctx.settings
         self.log = DeliveryLog(ctx)
 
-    async def enqueue(self, notice: Notice, **options: Any) -> bool:
-        return await self.log.enqueue(notice, **options)
-
-    async def send_due(self, moment: datetime | None = None) -> int:
-        return await self.log.send_due(moment)
-
     # ---- events → e-mails ----
 
     async def on_event(self, event: Event, env: Envelope) -> None:
@@ -83,7 +77,7 @@ class Notifications:
             )
             return
         for notice in notices:
-            await self.enqueue(notice)
+            await self.log.enqueue(notice)
         if isinstance(event, OrganizationRegistered):
             for parked in await self.documents.find(AWAITING, {"organization_id": event.organization_id}):
                 envelope = Envelope.from_json(parked["envelope"])
@@ -225,7 +219,7 @@ class Notifications:
             facts = {"organization_id": organization_id, "missions": listed, "count": sum(missions.values())}
             for manager in await projections.managers_of(self.documents, organization_id):
                 notice = Notice("pending_applications_reminder", manager, f"pending:{week}:{organization_id}", facts)
-                written += await self.enqueue(notice)
+                written += await self.log.enqueue(notice)
         return written
 
     async def remind_mission_ends(self, moment: datetime) -> int:
@@ -239,7 +233,7 @@ class Notifications:
                 continue
             for manager in await projections.managers_of(self.documents, mission["organization_id"]):
                 notice = Notice(template, manager, f"{template}:{mission['id']}", {"mission_id": mission["id"]})
-                written += await self.enqueue(notice)
+                written += await self.log.enqueue(notice)
         return written
 
     async def send_referent_todos(self, moment: datetime) -> int:
@@ -266,7 +260,7 @@ class Notifications:
             ]
             if missions or organizations:
                 facts = {"missions": missions, "organizations": organizations}
-                written += await self.enqueue(Notice("referent_todo", referent["id"], f"todo:{day}", facts))
+                written += await self.log.enqueue(Notice("referent_todo", referent["id"], f"todo:{day}", facts))
         return written
 
     async def gather_digests(self, moment: datetime) -> int:
@@ -281,7 +275,7 @@ class Notifications:
             notice = Notice(
                 "digest", recipient_id, f"digest:{day}", {"items": [i["id"] for i in items], "gathers": gathers}
             )
-            if await self.enqueue(notice, status="queued"):
+            if await self.log.enqueue(notice, status="queued"):
                 written += 1
                 gathered = set(notice.facts["items"])
             else:  # written by an earlier run of the day that stopped midway: mark what it gathered
@@ -321,7 +315,7 @@ class Notifications:
         facts = {"department": event.department, "subject": event.subject, "body": event.body}
         for volunteer_id in recipients:
             notice = Notice("referent_broadcast", volunteer_id, str(env.event_id), facts)
-            await self.enqueue(notice, broadcast_id=event.broadcast_id)
+            await self.log.enqueue(notice, broadcast_id=event.broadcast_id)
 
     async def broadcast_report(self, actor: Actor, broadcast_id: str) -> dict[str, Any]:
         broadcast = await self.documents.get(BROADCASTS, broadcast_id)

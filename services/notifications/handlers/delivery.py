@@ -108,11 +108,10 @@ class DeliveryLog:
                 await self.finish(delivery, "unconfirmed", reason="interrupted_after_claim")
                 log.warning("mail_unconfirmed", delivery=key, template=delivery["template"])
             return
-        person = await projections.person(self.documents, delivery["recipient_id"])
-        if person is not None and person.get("erased"):
-            return await self.finish(delivery, "skipped", reason="recipient_erased")
-        contact = await self.vault.open(Sealed(**person["contact"])) if person and person.get("contact") else None
-        if person and person.get("contact") and contact is None:
+        person = await projections.person(self.documents, delivery["recipient_id"]) or {}
+        sealed = person.get("contact")
+        contact = await self.vault.open(Sealed(**sealed)) if sealed else None
+        if person.get("erased") or (sealed and contact is None):  # erased here, or its key shredded
             return await self.finish(delivery, "skipped", reason="recipient_erased")
         category = delivery["category"]
         if category != "transactional":
