@@ -122,3 +122,11 @@ async def eventually(check: Callable[[], Awaitable[bool]], *, within: float = 30
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {within}s waiting for {what}")
         await asyncio.sleep(POLL_INTERVAL)
+
+
+def service_headers(app: Any, actor: Any = None) -> dict[str, str]:
+    """What the gateway sends a service of `app` on behalf of `actor` (anonymous when None)."""
+    from shared.runtime.actors import actor_headers
+
+    token = app.state.runtime.settings.internal_token
+    return actor_headers(actor, token) if actor is not None else {"x-internal-token": token}

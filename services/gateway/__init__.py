@@ -23,7 +23,7 @@ async def shred_expired_intake_keys_hourly(ctx: ServiceContext) -> None:
 
 service = Service(
     "gateway",
-    routers=[router],
+    public_routers=[router],
     subscribers=subscribers,
     on_start=setup,
     background=[shred_expired_intake_keys_hourly],

@@ -6,7 +6,7 @@ import asyncio
 import structlog
 
 from services.notifications import projections
-from services.notifications.api import router
+from services.notifications.api import pages, router
 from services.notifications.consumers import subscribers
 from services.notifications.handlers import AWAITING, DELIVERIES, SEND_BATCH, Notifications
 from shared.runtime.app import Service, ServiceContext
@@ -47,6 +47,7 @@ async def run_schedule_periodically(ctx: ServiceContext) -> None:
 service = Service(
     "notifications",
     routers=[router],
+    public_routers=[pages],
     subscribers=subscribers,
     on_start=setup,
     background=[send_continuously, run_schedule_periodically],

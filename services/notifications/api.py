@@ -16,6 +16,7 @@ from shared.runtime.mail import MAILBOX
 from shared.runtime.problems import Problem
 
 router = APIRouter(prefix="/notifications", tags=["notifications"])
+pages = APIRouter(prefix="/notifications", include_in_schema=False)  # public: the local mailbox of embedded runs
 Context = Annotated[ServiceContext, Depends(service_context("notifications"))]
 
 
@@ -111,7 +112,7 @@ async def failures(
 # ---- the local mailbox: what an embedded run would have sent, for a person to read ----
 
 
-@router.get("/mailbox", response_class=HTMLResponse, include_in_schema=False)
+@pages.get("/mailbox", response_class=HTMLResponse)
 async def mailbox(ctx: Context) -> HTMLResponse:
     check_mailbox(ctx)
     letters = await ctx.documents.find(MAILBOX, sort=[("sent_at", -1)], limit=200)
@@ -124,7 +125,7 @@ async def mailbox(ctx: Context) -> HTMLResponse:
     return HTMLResponse(page("Boîte d’envoi locale", table if letters else "<p>Aucun e-mail pour l’instant.</p>"))
 
 
-@router.get("/mailbox/{message_id}", response_class=HTMLResponse, include_in_schema=False)
+@pages.get("/mailbox/{message_id}", response_class=HTMLResponse)
 async def mailbox_letter(message_id: str, ctx: Context) -> HTMLResponse:
     check_mailbox(ctx)
     letter = await ctx.documents.get(MAILBOX, message_id)

@@ -1,8 +1,10 @@
 """Who is calling: the gateway authenticates people and passes the acting user to services.
 
-Services trust the identity and role in these headers (the gateway is their only client) but
-never the scope: each service checks scope against its own data (a manager against the
-organisation's managers, a referent against the departments it was appointed to).
+Every service route is internal: it answers only callers holding the internal token (the gateway,
+in process or over the network), checked once for the whole router by `internal_caller`. Services
+trust the identity and role in the actor headers but never the scope: each service checks scope
+against its own data (a manager against the organisation's managers, a referent against the
+departments it was appointed to).
 """
 
 import hmac
@@ -16,31 +18,34 @@ from shared.runtime.problems import Problem
 ROLES: tuple[Role, ...] = ("volunteer", "manager", "referent", "admin")
 
 
+UNAUTHENTICATED = Problem(401, "unauthenticated", "Vous devez être connecté.")
+
+
+def internal_caller(request: Request, x_internal_token: Annotated[str | None, Header()] = None) -> None:
+    """FastAPI dependency of every internal router: 401 unless the caller holds the internal token."""
+    expected = request.app.state.runtime.settings.internal_token
+    if not expected or not hmac.compare_digest((x_internal_token or "").encode(), expected.encode()):
+        raise UNAUTHENTICATED
+
+
 def acting_user(
-    request: Request,
     x_actor_id: Annotated[str | None, Header()] = None,
     x_actor_role: Annotated[str | None, Header()] = None,
-    x_internal_token: Annotated[str | None, Header()] = None,
 ) -> Actor:
-    """FastAPI dependency: the acting user, or 401 when the request carries none (or not from the gateway)."""
-    expected = request.app.state.runtime.settings.internal_token
-    if expected and not hmac.compare_digest((x_internal_token or "").encode(), expected.encode()):
-        raise Problem(401, "unauthenticated", "Vous devez être connecté.")
+    """FastAPI dependency: the acting user the gateway relays, or 401 when the request carries none."""
     if not x_actor_id or x_actor_role not in ROLES:
-        raise Problem(401, "unauthenticated", "Vous devez être connecté.")
+        raise UNAUTHENTICATED
     return Actor(id=x_actor_id, role=x_actor_role)
 
 
 def optional_acting_user(
-    request: Request,
     x_actor_id: Annotated[str | None, Header()] = None,
     x_actor_role: Annotated[str | None, Header()] = None,
-    x_internal_token: Annotated[str | None, Header()] = None,
 ) -> Actor | None:
     """FastAPI dependency: the acting user, or None for an anonymous visitor."""
     if not x_actor_id and not x_actor_role:
         return None
-    return acting_user(request, x_actor_id, x_actor_role, x_internal_token)
+    return acting_user(x_actor_id, x_actor_role)
 
 
 ActingUser = Annotated[Actor, Depends(acting_user)]

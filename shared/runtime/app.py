@@ -15,13 +15,15 @@ from typing import Any, TypeVar
 
 import structlog
 import uvicorn
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.events import catalog, new_id
 from shared.events.schemas import asyncapi
+from shared.runtime.actors import internal_caller
 from shared.runtime.backend import Storage, open_bus, open_storage
 from shared.runtime.consumers import ConsumerRunner, Subscriber
 from shared.runtime.errors import install_error_handlers
@@ -62,10 +64,15 @@ class ServiceContext:
 
 @dataclass(frozen=True)
 class Service:
-    """How a service plugs into the factory: its routes, its consumer groups, its start-up work."""
+    """How a service plugs into the factory: its routes, its consumer groups, its start-up work.
+
+    `routers` are internal: only callers holding the internal token reach them, and they are listed in
+    the internal OpenAPI document. `public_routers` face people (the gateway's /api/v1, public pages).
+    """
 
     name: str
     routers: Sequence[APIRouter] = ()
+    public_routers: Sequence[APIRouter] = ()
     subscribers: Callable[[ServiceContext], Sequence[Subscriber]] = lambda ctx: ()
     on_start: Callable[[ServiceContext], Awaitable[None]] | None = None
     background: Sequence[Callable[[ServiceContext], Coroutine[Any, Any, None]]] = ()
@@ -180,6 +187,8 @@ def service_context(service: str) -> Callable[[Request], ServiceContext]:
 def create_app(settings: Settings, services: Sequence[Service], *, title: str = "Civique") -> FastAPI:
     """A FastAPI app hosting `services`, with /healthz, /readyz, /metrics and the event catalog."""
     configure_logging(settings.log_level, settings.log_json)
+    if settings.internal_token is None:  # services hosted together still refuse outside callers
+        settings = settings.model_copy(update={"internal_token": secrets.token_urlsafe(32)})
     runtime = Runtime(settings, services)
 
     @contextlib.asynccontextmanager
@@ -195,8 +204,11 @@ def create_app(settings: Settings, services: Sequence[Service], *, title: str = 
     runtime.app = app
     install_error_handlers(app)
     for service in services:
-        for router in service.routers:
+        for router in service.public_routers:
             app.include_router(router)
+        for router in service.routers:
+            app.include_router(router, dependencies=[Depends(internal_caller)], include_in_schema=False)
+    internal_routes = [route for s in services for router in s.routers for route in router.routes]
 
     app.add_middleware(CorrelateAndTime)
 
@@ -213,6 +225,11 @@ def create_app(settings: Settings, services: Sequence[Service], *, title: str = 
     @app.get("/metrics", tags=["ops"])
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/internal/openapi.json", include_in_schema=False, dependencies=[Depends(internal_caller)])
+    async def internal_openapi() -> dict[str, Any]:
+        """The services' own routes, for the gateway's maintainers: internal token required."""
+        return get_openapi(title=f"{title} — routes internes", version="1", routes=internal_routes)
 
     @app.get("/api/v1/events", tags=["events"])
     async def event_catalog() -> list[dict[str, object]]:

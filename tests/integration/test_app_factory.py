@@ -57,7 +57,7 @@ def subscribers(ctx: ServiceContext) -> list[Subscriber]:
 
 @pytest.fixture
 async def client(settings):
-    app = create_app(settings, [Service("demo", routers=[router], subscribers=subscribers)])
+    app = create_app(settings, [Service("demo", public_routers=[router], subscribers=subscribers)])
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://civique.test") as client:

@@ -25,11 +25,10 @@ from shared.events import (
 )
 from shared.events.vocabulary import MissionContent, Place, SafetyConditions, Sealed
 from shared.geo import postal_area
-from shared.runtime.actors import actor_headers
 from shared.runtime.app import create_app
 from shared.runtime.ports import OutgoingMessage
 from shared.runtime.streams import load_stream
-from tests.conftest import eventually
+from tests.conftest import eventually, service_headers
 
 MANAGER, OTHER_MANAGER = Actor(id="manager-1", role="manager"), Actor(id="manager-2", role="manager")
 REFERENT, ADMIN = Actor(id="ref-56", role="referent"), Actor(id="admin", role="admin")
@@ -89,10 +88,10 @@ class Matching:
         return MatchingHandlers(self.app.state.runtime.context("matching"))
 
     async def get(self, actor: Actor | None, path: str, **params) -> httpx.Response:
-        return await self.client.get(path, headers=actor_headers(actor) if actor else {}, params=params)
+        return await self.client.get(path, headers=service_headers(self.app, actor), params=params)
 
     async def post(self, actor: Actor, path: str, **json) -> httpx.Response:
-        return await self.client.post(path, headers=actor_headers(actor), json=json)
+        return await self.client.post(path, headers=service_headers(self.app, actor), json=json)
 
     async def say(self, *events: Event) -> None:
         """What the other services would publish, on the bus, each stream in order."""

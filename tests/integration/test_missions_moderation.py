@@ -12,10 +12,9 @@ from services.missions.handlers import MissionsHandlers
 from services.missions.projections import POLICIES
 from services.moderation import service as moderation_service
 from shared.events import Actor, ApplicationAccepted, ApplicationWithdrawn, Envelope, MissionValidated
-from shared.runtime.actors import actor_headers
 from shared.runtime.app import create_app
 from shared.runtime.ports import OutgoingMessage
-from tests.conftest import eventually
+from tests.conftest import eventually, service_headers
 
 ADMIN = Actor(id="admin-1", role="admin")
 REFERENT_56 = Actor(id="ref-56", role="referent")
@@ -41,7 +40,7 @@ class Platform:
         self.client, self.app = client, app
 
     async def call(self, actor: Actor | None, method: str, path: str, **kwargs) -> httpx.Response:
-        headers = actor_headers(actor) if actor else {}
+        headers = service_headers(self.app, actor)
         return await self.client.request(method, path, headers=headers, **kwargs)
 
     async def ok(self, actor: Actor, method: str, path: str, **kwargs) -> dict | None:

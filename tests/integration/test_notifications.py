@@ -50,13 +50,12 @@ from shared.events import (
     catalog,
 )
 from shared.events.vocabulary import MissionContent, Place, SafetyConditions
-from shared.runtime.actors import actor_headers
 from shared.runtime.app import create_app
 from shared.runtime.backend import open_bus, open_storage
 from shared.runtime.consumers import INBOX
 from shared.runtime.ports import OutgoingMessage
 from shared.runtime.vault import Vault
-from tests.conftest import ROOT, env_of, eventually, free_port
+from tests.conftest import ROOT, env_of, eventually, free_port, service_headers
 from tests.integration.mailserver import MailServer, RunningMailServer
 
 MANAGER, REFERENT, VOLUNTEER = "manager-1", "referent-1", "volunteer-1"
@@ -145,7 +144,7 @@ class World:
         return await self.ctx.documents.find(DELIVERIES, where)
 
     async def call(self, method: str, path: str, actor: Actor | None = None, **kwargs) -> httpx.Response:
-        return await self.client.request(method, path, headers=actor_headers(actor) if actor else {}, **kwargs)
+        return await self.client.request(method, path, headers=service_headers(self.app, actor), **kwargs)
 
 
 @pytest.fixture

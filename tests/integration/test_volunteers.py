@@ -20,10 +20,9 @@ from shared.events import (
 )
 from shared.events.vocabulary import MissionContent, Place, SafetyConditions
 from shared.events.volunteers import roster_stream
-from shared.runtime.actors import actor_headers
 from shared.runtime.app import create_app
 from shared.runtime.ports import Message, OutgoingMessage
-from tests.conftest import eventually
+from tests.conftest import eventually, service_headers
 
 MANAGER, OTHER_MANAGER = Actor(id="manager-1", role="manager"), Actor(id="manager-2", role="manager")
 REFERENT, ADMIN = Actor(id="ref-56", role="referent"), Actor(id="admin", role="admin")
@@ -59,7 +58,7 @@ class Volunteers:
         return self.app.state.runtime.context("volunteers")
 
     async def call(self, actor: Actor | None, method: str, path: str, **kwargs) -> httpx.Response:
-        return await self.client.request(method, path, headers=actor_headers(actor) if actor else {}, **kwargs)
+        return await self.client.request(method, path, headers=service_headers(self.app, actor), **kwargs)
 
     async def sign_up(self, n: int, **change) -> Actor:
         answer = await self.call(None, "POST", "/volunteers", json=person(n, **change))
