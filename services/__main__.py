@@ -11,4 +11,4 @@ from shared.runtime.app import serve
 SERVICES = [gateway, missions, moderation, volunteers, matching, notifications]
 
 if __name__ == "__main__":
-    serve(SERVICES, title="Civique")
+    serve(SERVICES, title="Civique", prog="python -m services")

@@ -1,33 +1,81 @@
-"""python -m services.gateway [create-admin EMAIL]: the gateway alone, or the first admin account.
+"""python -m services.gateway [serve | create-admin EMAIL]: the gateway alone, or the first admin account.
 
 The admin's password is read from CIVIQUE_ADMIN_PASSWORD or asked on the terminal: never a default.
+create-admin only writes to the gateway's store and leaves: the platform's relay announces the account.
 """
 
 import asyncio
 import getpass
 import os
 import sys
+from collections.abc import Sequence
 
 from services.gateway import service
+from services.gateway.domain import check_password
 from services.gateway.handlers import Accounts
-from shared.runtime.app import Runtime, serve
+from shared.runtime.app import Runtime, run
+from shared.runtime.cli import CommandLine, add_server_options, fail, parse
+from shared.runtime.problems import Problem
 from shared.runtime.settings import Settings
 
+TITLE = "Civique — gateway"
 
-async def create_admin(email: str) -> None:
-    password = os.environ.get("CIVIQUE_ADMIN_PASSWORD") or getpass.getpass("Mot de passe de l’administrateur : ")
+
+def command_line() -> CommandLine:
+    parser = CommandLine("python -m services.gateway", description="La passerelle de Civique : l’API publique /api/v1.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMANDE", title="commandes")
+    serve = commands.add_parser("serve", help="démarre la passerelle (par défaut)")
+    add_server_options(serve)
+    admin = commands.add_parser(
+        "create-admin",
+        help="crée le compte administrateur (mot de passe : CIVIQUE_ADMIN_PASSWORD, sinon demandé)",
+    )
+    admin.add_argument("email", metavar="EMAIL", help="adresse e-mail de l’administrateur")
+    return parser
+
+
+def admin_password(email: str) -> str:
+    """From the environment, or typed twice on a terminal; checked before anything is opened."""
+    password = os.environ.get("CIVIQUE_ADMIN_PASSWORD")
+    if password is None:
+        if not sys.stdin.isatty():
+            fail("Indiquez le mot de passe dans CIVIQUE_ADMIN_PASSWORD (aucun terminal pour le demander).")
+        password = getpass.getpass("Mot de passe de l’administrateur : ")
+        if getpass.getpass("Confirmez le mot de passe : ") != password:
+            fail("Les deux mots de passe diffèrent : rien n’a été créé.")
+    try:
+        check_password(password, email=email)
+    except Problem as problem:
+        fail(f"{problem.detail} Rien n’a été créé.")
+    return password
+
+
+async def create_admin(email: str, password: str) -> str:
+    """The admin account's id; the same e-mail and password again finds the same account."""
     settings = Settings()
-    runtime = Runtime(settings.model_copy(update={"jwt_secret": settings.jwt_secret or "unused"}), [service])
-    await runtime.start()
+    runtime = Runtime(settings.model_copy(update={"jwt_secret": "unused", "run_consumers": False}), [service])
+    await runtime.open()
     try:
         account = await Accounts(runtime.context("gateway")).create(email, password, "admin")
-        print(f"admin account {account['id']} ready")
+        return str(account["id"])
     finally:
-        await runtime.stop()
+        await runtime.close()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    options = parse(command_line(), argv)
+    if options.command == "create-admin":
+        if "@" not in options.email:
+            fail(f"« {options.email} » n’est pas une adresse e-mail.")
+        password = admin_password(options.email)
+        try:
+            account_id = asyncio.run(create_admin(options.email, password))
+        except Problem as problem:
+            fail(f"{problem.detail} Rien n’a été créé.")
+        print(f"Compte administrateur prêt : {account_id}")
+        return
+    run([service], title=TITLE, host=getattr(options, "host", None), port=getattr(options, "port", None))
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["create-admin"] and len(sys.argv) == 3:
-        asyncio.run(create_admin(sys.argv[2]))
-    else:
-        serve([service], title="Civique — gateway")
+    main()

@@ -4,21 +4,26 @@ The gateway authenticates (Bearer JWT), checks the role, and relays the call to 
 with the acting user; the services check scope again against their own data.
 """
 
+import functools
 import hashlib
+import ipaddress
 import json
 import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Literal
 from urllib.parse import quote
 
 import httpx
-from fastapi import APIRouter, Depends, Header, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import Field, StringConstraints
 
 from services.gateway.domain import check_password
-from services.gateway.handlers import Accounts, Intake, Services, intake_of, services_of
+from services.gateway.handlers import EMAIL_TAKEN, Accounts, Intake, Services, intake_of, services_of
+from shared.contracts import Input
+from shared.contracts.organizations import OrganizationProfile
+from shared.contracts.volunteers import VolunteerProfile
 from shared.events import Actor, ApplicationRequested, Role, SignUpRequested
 from shared.events.vocabulary import Department
 from shared.runtime.app import ServiceContext, service_context
@@ -216,11 +221,18 @@ def services(request: Request) -> Services:
 
 
 def relay(answer: httpx.Response) -> Response:
+    if answer.status_code == 204 or not answer.content:
+        return Response(status_code=answer.status_code)
     return Response(
         answer.content,
         status_code=answer.status_code,
         media_type=answer.headers.get("content-type", "application/json"),
     )
+
+
+def forwarded_headers(request: Request) -> dict[str, str]:
+    """What the service needs of the client's request to answer it: the body's type, the answer's."""
+    return {name: request.headers[name] for name in ("content-type", "accept") if name in request.headers}
 
 
 def accounts_of(request: Request) -> Accounts:
@@ -231,13 +243,17 @@ def accounts_of(request: Request) -> Accounts:
 
 
 class RateLimiter:
-    """A sliding window per key, in this process: with several replicas each holds its own share."""
+    """A sliding window per key, in this process: with several replicas each holds its own share (ADR 0004)."""
+
+    SWEEP_EVERY = 10_000  # checks between two sweeps of the keys no longer hit
 
     def __init__(self) -> None:
         self.hits: dict[str, deque[float]] = defaultdict(deque)
+        self.checks = 0
 
     def check(self, key: str, limit: int, window: float = 60.0) -> None:
         moment = time.monotonic()
+        self._sweep(moment, window)
         hits = self.hits[key]
         while hits and hits[0] <= moment - window:
             hits.popleft()
@@ -251,29 +267,82 @@ class RateLimiter:
             )
         hits.append(moment)
 
+    def _sweep(self, moment: float, window: float) -> None:
+        self.checks += 1
+        if self.checks % self.SWEEP_EVERY == 0:
+            for key in [k for k, hits in self.hits.items() if not hits or hits[-1] <= moment - window]:
+                del self.hits[key]
 
-def limit(request: Request, actor: Actor | None, *, sensitive: bool = False) -> None:
+
+Limit = Literal["default", "sign_up", "login", "registration"]
+
+
+def limit(request: Request, actor: Actor | None, kind: Limit = "default", *, email: str | None = None) -> None:
+    """Rate limits that keep abuse out without refusing a spike's crowd behind one address (ADR 0004).
+
+    Many people share an address during a national announcement (mobile carriers' CGNAT, companies,
+    schools), so an address gets a high ceiling; the tight limits key on the account or the e-mail,
+    and sign-ups share a ceiling per replica that sheds load before the bus does.
+    """
     settings = request.app.state.runtime.settings
-    if not hasattr(request.app.state, "rate_limiter"):
-        request.app.state.rate_limiter = RateLimiter()
-    limiter: RateLimiter = request.app.state.rate_limiter
-    client = request.client.host if request.client else "unknown"
-    per_minute = settings.sensitive_rate_limit_per_minute if sensitive else settings.rate_limit_per_minute
-    limiter.check(f"ip:{client}:{'s' if sensitive else 'a'}", per_minute)
+    limiter: RateLimiter = request.app.state.runtime.held(RateLimiter, RateLimiter)
+    address = client_address(request, settings.trusted_proxies)
+    if kind == "default":
+        limiter.check(f"ip:{address}", settings.ip_rate_limit_per_minute)
+    else:
+        limiter.check(f"ip:{address}:sensitive", settings.sensitive_ip_limit_per_minute)
+    if kind == "sign_up":
+        limiter.check("intake:sign_up", settings.sign_up_limit_per_second, window=1.0)
+    if email is not None:
+        limiter.check(f"email:{kind}:{email.strip().lower()}", settings.sensitive_rate_limit_per_minute)
     if actor is not None:
         limiter.check(f"account:{actor.id}", settings.rate_limit_per_minute)
 
 
-async def idempotent(request: Request, actor: Actor | None, produce: Callable[[], Awaitable[Response]]) -> Response:
-    """With an Idempotency-Key, the first answer to a POST is stored and replayed to repeats."""
+def client_address(request: Request, trusted_proxies: str) -> str:
+    """The client's address: the peer's, unless the peer is a trusted proxy (then X-Forwarded-For's
+    right-most address that is not one), so a forged header from anyone else changes nothing."""
+    peer = request.client.host if request.client else "unknown"
+    trusted = trusted_networks(trusted_proxies)
+    if not trusted or not in_networks(peer, trusted):
+        return peer
+    forwarded = [hop.strip() for value in request.headers.getlist("x-forwarded-for") for hop in value.split(",")]
+    for hop in reversed(forwarded):
+        if not in_networks(hop, trusted):
+            return hop
+    return peer
+
+
+@functools.cache
+def trusted_networks(setting: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(n.strip(), strict=False) for n in setting.split(",") if n.strip())
+
+
+def in_networks(address: str, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False  # not an address: never a trusted hop
+    return any(ip in network for network in networks)
+
+
+def idempotency_scope(request: Request, actor: Actor | None) -> str | None:
+    """The caller's Idempotency-Key of a POST, made unique per caller and path; None without one."""
     key = request.headers.get("idempotency-key")
     if request.method != "POST" or not key:
-        return await produce()
+        return None
     if len(key) > 200:
         raise Problem(400, "bad_idempotency_key", "La clé d’idempotence est trop longue.")
+    owner = actor.id if actor else client_address(request, request.app.state.runtime.settings.trusted_proxies)
+    return hashlib.sha256(f"{owner}\n{request.url.path}\n{key}".encode()).hexdigest()
+
+
+async def idempotent(request: Request, actor: Actor | None, produce: Callable[[], Awaitable[Response]]) -> Response:
+    """With an Idempotency-Key, the first answer to a POST is stored and replayed to repeats."""
+    doc_id = idempotency_scope(request, actor)
+    if doc_id is None:
+        return await produce()
     documents = request.app.state.runtime.context("gateway").documents
-    owner = actor.id if actor else (request.client.host if request.client else "anonymous")
-    doc_id = hashlib.sha256(f"{owner}\n{request.url.path}\n{key}".encode()).hexdigest()
     fingerprint = hashlib.sha256(await request.body()).hexdigest()
     try:
         await documents.insert(IDEMPOTENCY, doc_id, {"state": "running", "fingerprint": fingerprint})
@@ -323,14 +392,18 @@ def relayed(route: Route) -> Callable[[Request], Awaitable[Response]]:
             if actor.role not in route.roles:
                 raise ROLE_NOT_ALLOWED
         body = await request.body()
-        if len(body) > request.app.state.runtime.settings.max_body_bytes:
-            raise Problem(413, "payload_too_large", "La requête est trop volumineuse.")
 
         async def produce() -> Response:
             path = route.internal.format(**{k: quote(v, safe="") for k, v in request.path_params.items()})
             return relay(
                 await services(request).call(
-                    route.service, route.method, path, actor, content=body or None, params=request.query_params
+                    route.service,
+                    route.method,
+                    path,
+                    actor,
+                    content=body or None,
+                    params=request.query_params,
+                    headers=forwarded_headers(request),
                 )
             )
 
@@ -343,10 +416,6 @@ def relayed(route: Route) -> Callable[[Request], Awaitable[Response]]:
 
 
 # ---- accounts and sessions ----
-
-
-class Input(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 Email = Annotated[
@@ -366,12 +435,12 @@ class RefreshInput(Input):
 
 class VolunteerSignUp(Input):
     password: Password
-    volunteer: dict[str, Any] = Field(description="The volunteer's profile, as the volunteers service takes it")
+    volunteer: VolunteerProfile
 
 
 class OrganizationRegistration(Input):
     account: Credentials | None = None  # a new manager account; omitted when a signed-in manager adds one
-    organization: dict[str, Any]
+    organization: OrganizationProfile
 
 
 class Invitation(Input):
@@ -383,18 +452,25 @@ class InvitationAcceptance(Input):
     password: Password
 
 
-Authorization = Annotated[str | None, Header()]
+def signed_in(request: Request, *roles: Role) -> Actor:
+    """The acting user, who must have one of `roles`: 401 without a session, 403 with another role."""
+    actor = accounts_of(request).authenticate(request.headers.get("authorization"))
+    if actor is None:
+        raise Problem(401, "unauthenticated", "Vous devez être connecté.")
+    if actor.role not in roles:
+        raise ROLE_NOT_ALLOWED
+    return actor
 
 
 @router.post("/auth/login", tags=["auth"])
 async def login(body: Credentials, request: Request) -> dict:
-    limit(request, None, sensitive=True)
+    limit(request, None, "login", email=body.email)
     return await accounts_of(request).login(body.email, body.password)
 
 
 @router.post("/auth/refresh", tags=["auth"])
 async def refresh(body: RefreshInput, request: Request) -> dict:
-    limit(request, None, sensitive=True)
+    limit(request, None, "login")
     return await accounts_of(request).refresh(body.refresh_token)
 
 
@@ -405,20 +481,34 @@ async def logout(body: RefreshInput, request: Request) -> None:
 
 @router.post("/volunteers", status_code=202, tags=["volunteers"])
 async def sign_up(body: VolunteerSignUp, request: Request) -> dict:
-    """Accepted at once (202 + request id): the volunteer and the account are created at the platform's
-    pace; GET /api/v1/requests/{id} tells pending, done (with the ids) or rejected (with the reason)."""
-    limit(request, None, sensitive=True)
-    check_password(body.password, email=str(body.volunteer.get("email", "")))
+    """Accepted at once (202 + request id) once the whole profile is valid: the volunteer and the account
+    are created at the platform's pace; GET /api/v1/requests/{id} tells pending, done (with the ids) or
+    rejected (an e-mail already taken with another password). 503 + Retry-After when the bus is away."""
+    limit(request, None, "sign_up", email=body.volunteer.email)
+    check_password(body.password, email=body.volunteer.email)
 
     async def produce() -> Response:
         accepted = await intake(request).request(
             lambda request_id, sealed: SignUpRequested(request_id=request_id, payload=sealed),
-            {"volunteer": body.volunteer, "password": body.password},
+            {"volunteer": body.volunteer.model_dump(mode="json"), "password": body.password},
             None,
+            idempotency_key=idempotency_scope(request, None),
         )
         return Response(json.dumps(accepted), status_code=202, media_type="application/json")
 
     return await idempotent(request, None, produce)  # type: ignore[return-value]
+
+
+@router.delete("/volunteers/{volunteer_id}", status_code=204, tags=["volunteers"])
+async def erase_volunteer(volunteer_id: str, request: Request) -> Response:
+    """GDPR erasure, by the volunteer or an admin: applications cancelled, personal data shredded
+    everywhere (crypto-shredding), the account closed."""
+    actor = signed_in(request, "volunteer", "admin")
+    limit(request, actor)
+    answer = await services(request).call("volunteers", "DELETE", f"/volunteers/{quote(volunteer_id, safe='')}", actor)
+    if answer.status_code == 204:
+        await accounts_of(request).delete(volunteer_id)
+    return relay(answer)
 
 
 class ApplicationInput(Input):
@@ -428,12 +518,8 @@ class ApplicationInput(Input):
 @router.post("/missions/{mission_id}/applications", status_code=202, tags=["volunteers"])
 async def apply(mission_id: str, body: ApplicationInput, request: Request) -> dict:
     """Accepted at once (202 + request id); the volunteers service decides at its pace."""
-    actor = accounts_of(request).authenticate(request.headers.get("authorization"))
+    actor = signed_in(request, "volunteer")
     limit(request, actor)
-    if actor is None:
-        raise Problem(401, "unauthenticated", "Vous devez être connecté.")
-    if actor.role != "volunteer":
-        raise ROLE_NOT_ALLOWED
 
     async def produce() -> Response:
         accepted = await intake(request).request(
@@ -442,6 +528,7 @@ async def apply(mission_id: str, body: ApplicationInput, request: Request) -> di
             ),
             {"message": body.message},
             actor,
+            idempotency_key=idempotency_scope(request, actor),
         )
         return Response(json.dumps(accepted), status_code=202, media_type="application/json")
 
@@ -461,49 +548,63 @@ def intake(request: Request) -> Intake:
 
 @router.post("/organizations", status_code=201, tags=["missions"])
 async def register_organization(body: OrganizationRegistration, request: Request) -> dict:
-    """Registers an organisation; with `account`, creates its manager's account first."""
-    limit(request, None, sensitive=True)
+    """Registers an organisation; with `account`, opens its manager's account too. The whole request is
+    checked first, and the account is announced (welcome e-mail) only once the organisation is registered:
+    a refused registration leaves nothing behind."""
+    limit(request, None, "registration", email=body.account.email if body.account else None)
     accounts = accounts_of(request)
     actor = accounts.authenticate(request.headers.get("authorization"))
-    if body.account is not None:
-        account = await accounts.create(body.account.email, body.account.password, "manager")
-        actor = Actor(id=account["id"], role="manager")
-    if actor is None:
+    if body.account is None and actor is None:
         raise Problem(401, "unauthenticated", "Vous devez être connecté.")
-    if actor.role != "manager":
+    if body.account is None and actor is not None and actor.role != "manager":
         raise Problem(403, "forbidden", "Seuls les responsables d’organisation inscrivent une organisation.")
+    if body.account is not None:
+        check_password(body.account.password, email=body.account.email)
+        if await accounts.by_email(body.account.email) is not None:
+            raise EMAIL_TAKEN
 
     async def produce() -> Response:
+        account = None
+        manager = actor
+        if body.account is not None:
+            account = await accounts.create(body.account.email, body.account.password, "manager", announce=False)
+            manager = Actor(id=account["id"], role="manager")
+        assert manager is not None
         answer = await services(request).call(
-            "missions", "POST", "/missions/organizations", actor, json=body.organization
+            "missions", "POST", "/missions/organizations", manager, json=body.organization.model_dump(mode="json")
         )
-        if answer.status_code < 300:
-            await accounts.add_organization(actor.id, answer.json()["organization_id"])
-            return Response(
-                json.dumps({**answer.json(), "account_id": actor.id}), status_code=201, media_type="application/json"
-            )
-        return relay(answer)
+        if answer.status_code >= 300:
+            if account is not None:
+                await accounts.delete(account["id"])
+            return relay(answer)
+        await accounts.add_organization(manager.id, answer.json()["organization_id"])
+        if account is not None:
+            await accounts.announce(account)
+        return Response(
+            json.dumps({**answer.json(), "account_id": manager.id}), status_code=201, media_type="application/json"
+        )
 
     return await idempotent(request, actor, produce)  # type: ignore[return-value]
 
 
 @router.post("/referent-invitations", status_code=201, tags=["moderation"])
 async def invite_referent(body: Invitation, request: Request) -> dict:
-    """Admins invite a referent by e-mail; the token goes out by e-mail (notifications service)."""
-    accounts = accounts_of(request)
-    actor = accounts.authenticate(request.headers.get("authorization"))
-    if actor is None:
-        raise Problem(401, "unauthenticated", "Vous devez être connecté.")
-    if actor.role != "admin":
-        raise Problem(403, "forbidden", "Seuls les administrateurs invitent des référents.")
-    token = await accounts.invite(body.email, body.departments, actor)
-    return {"token": token, "expires_in": request.app.state.runtime.settings.invitation_ttl_s}
+    """Admins invite a referent by e-mail; the link with its token travels only in the e-mail
+    (notifications service), never in this answer."""
+    actor = signed_in(request, "admin")
+    limit(request, actor)
+    invitation_id = await accounts_of(request).invite(body.email, body.departments, actor)
+    return {
+        "invitation_id": invitation_id,
+        "departments": body.departments,
+        "expires_in": request.app.state.runtime.settings.invitation_ttl_s,
+    }
 
 
 @router.post("/referent-invitations/{token}/accept", status_code=201, tags=["moderation"])
 async def accept_invitation(token: str, body: InvitationAcceptance, request: Request) -> dict:
     """The invited referent sets a password; the account is appointed to the invitation's departments."""
-    limit(request, None, sensitive=True)
+    limit(request, None, "registration")
     account, invitation = await accounts_of(request).accept_invitation(token, body.password)
     admin = Actor(id=invitation["invited_by"], role="admin")
     answer = await services(request).call(

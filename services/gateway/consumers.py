@@ -1,11 +1,20 @@
-"""The consumer group of the gateway: carrying out the commands accepted asynchronously."""
+"""The consumer groups of the gateway: carrying out the commands accepted asynchronously, closing the
+accounts of erased volunteers."""
 
-from services.gateway.handlers import intake_of
-from shared.events import ApplicationRequested, SignUpRequested
+from services.gateway.handlers import Accounts, intake_of
+from shared.events import ApplicationRequested, Envelope, SignUpRequested, VolunteerErased
 from shared.runtime.app import ServiceContext
 from shared.runtime.consumers import Subscriber
 
 
 def subscribers(ctx: ServiceContext) -> list[Subscriber]:
     intake = intake_of(ctx)
-    return [Subscriber("gateway.intake", {SignUpRequested: intake.carry_out, ApplicationRequested: intake.carry_out})]
+
+    async def close_account(event: VolunteerErased, _: Envelope) -> None:
+        # the erasure route closes it at once; this closes it whoever asked for the erasure
+        await Accounts(ctx).delete(event.volunteer_id)
+
+    return [
+        Subscriber("gateway.intake", {SignUpRequested: intake.carry_out, ApplicationRequested: intake.carry_out}),
+        Subscriber("gateway.accounts", {VolunteerErased: close_account}),
+    ]

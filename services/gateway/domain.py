@@ -5,6 +5,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -98,10 +99,21 @@ INVALID_CREDENTIALS = Problem(401, "invalid_credentials", "E-mail ou mot de pass
 LOCKED = Problem(429, "account_locked", "Trop d’essais : réessayez dans quelques minutes.")
 
 
-def signed_request_id(secret: str) -> str:
-    """A new request id that proves the gateway issued it: "pending" needs no record before the 202."""
-    request_id = new_id()
+def signed_request_id(secret: str, *, seed: str | None = None) -> str:
+    """A request id that proves the gateway issued it: "pending" needs no record before the 202.
+
+    New each time, or derived from `seed` (the caller's idempotency key): the same seed, the same id.
+    """
+    request_id = new_id() if seed is None else _derived_uuid(_mac(secret, f"seed:{seed}"))
     return f"{request_id}.{_signature(secret, request_id)}"
+
+
+def _derived_uuid(digest: bytes) -> str:
+    """A UUIDv8 (RFC 9562's custom version) from a digest: the version and variant bits set by hand."""
+    raw = bytearray(digest[:16])
+    raw[6] = (raw[6] & 0x0F) | 0x80
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    return str(uuid.UUID(bytes=bytes(raw)))
 
 
 def issued_request(secret: str, signed: str) -> bool:
@@ -111,5 +123,8 @@ def issued_request(secret: str, signed: str) -> bool:
 
 
 def _signature(secret: str, request_id: str) -> str:
-    mac = hmac.new(f"request-id:{secret}".encode(), request_id.encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(mac[:16]).decode().rstrip("=")
+    return base64.urlsafe_b64encode(_mac(secret, request_id)[:16]).decode().rstrip("=")
+
+
+def _mac(secret: str, text: str) -> bytes:
+    return hmac.new(f"request-id:{secret}".encode(), text.encode(), hashlib.sha256).digest()

@@ -12,6 +12,7 @@ from urllib.parse import quote
 import httpx
 import jwt
 import structlog
+from aiokafka.errors import KafkaError
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerifyMismatchError
 from prometheus_client import Counter
@@ -46,7 +47,21 @@ HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 DUMMY_HASH = HASHER.hash(domain.new_secret())
 ALGORITHM = "HS256"
 ANONYMOUS = Actor(id="anonymous", role="system")
-INTAKE_ACCEPTED = Counter("civique_intake_accepted_total", "Commands accepted with a 202, by type", ["type"])
+EMAIL_TAKEN = Problem(409, "email_taken", "Un compte existe déjà avec cette adresse : connectez-vous.")
+BUS_UNAVAILABLE = Problem(
+    503,
+    "intake_unavailable",
+    "Votre demande n’a pas pu être enregistrée : réessayez dans quelques secondes. Avec le même en-tête "
+    "Idempotency-Key, un nouvel essai ne crée pas de doublon.",
+    headers={"Retry-After": "5"},
+)
+INTAKE_ACCEPTED = Counter(
+    "civique_intake_accepted", "Commands accepted with a 202, by type (per process: read it with rate())", ["type"]
+)
+INTAKE_REFUSED = Counter(
+    "civique_intake_unavailable", "Commands answered 503 because the bus did not acknowledge them in time", ["type"]
+)
+log = structlog.get_logger("civique.gateway")
 
 
 def now() -> datetime:
@@ -76,8 +91,13 @@ class Accounts:
         role: Role,
         account_id: str | None = None,
         scope: domain.Scope = domain.NO_SCOPE,
+        announce: bool = True,
     ) -> dict[str, Any]:
-        """A new account; the same e-mail and password again returns the existing one (idempotent)."""
+        """A new account; the same e-mail and password again returns the existing one (idempotent).
+
+        Without `announce` nobody hears of it (no welcome e-mail) until `announce` is called: a
+        registration that may still be refused opens its account that way.
+        """
         domain.check_password(password, email=email)
         account_id = account_id or new_id()
         account = {
@@ -96,13 +116,16 @@ class Accounts:
         except DuplicateKeyError:
             existing = await self.by_email(email)
             if existing and existing["role"] == role and await self._verify(existing["password_hash"], password):
-                await self._announce(existing)  # a retry after a crash between the two writes announces it
+                if announce:  # a retry after a crash between the two writes announces it
+                    await self.announce(existing)
                 return existing
-            raise Problem(409, "email_taken", "Un compte existe déjà avec cette adresse : connectez-vous.") from None
-        await self._announce(account)
+            raise EMAIL_TAKEN from None
+        if announce:
+            await self.announce(account)
         return account
 
-    async def _announce(self, account: dict[str, Any]) -> None:
+    async def announce(self, account: dict[str, Any]) -> None:
+        """AccountOpened, once: the welcome e-mail follows."""
         opened = AccountOpened(account_id=account["id"], role=account["role"], email=Sealed(**account["email"]))
         with contextlib.suppress(ConcurrencyError):  # announced already
             await append_events(self.store, opened.stream_id(), 0, [opened])
@@ -119,7 +142,7 @@ class Accounts:
             )
 
     async def delete(self, account_id: str) -> None:
-        """Erasure: the account and its sealed e-mail go."""
+        """Erasure (or a registration refused): the account and its sealed e-mail go; its sessions with it."""
         await self.documents.delete(ACCOUNTS, account_id)
         await self.vault.forget(account_id)
 
@@ -216,7 +239,8 @@ class Accounts:
     # ---- referent invitations ----
 
     async def invite(self, email: str, departments: list[str], admin: Actor) -> str:
-        """A single-use invitation token, e-mailed by the notifications service (ReferentInvited)."""
+        """A single-use invitation token, e-mailed by the notifications service (ReferentInvited) and
+        known to nobody else; returns the invitation's id."""
         token, email = domain.new_secret(), email.strip().lower()
         expires_at = now() + timedelta(seconds=self.settings.invitation_ttl_s)
         await self.documents.insert(
@@ -238,7 +262,7 @@ class Accounts:
             invitation=await self.vault.seal(domain.digest(token), {"email": email, "token": token}),
         )
         await append_events(self.store, invited.stream_id(), 0, [invited], actor=admin)
-        return token
+        return invited.invitation_id
 
     async def invitation(self, token: str) -> dict[str, Any]:
         found = await self.documents.get(INVITATIONS, domain.digest(token))
@@ -285,8 +309,17 @@ class Services:
             for name, url in urls.items()
         }
 
-    async def call(self, service: str, method: str, path: str, actor: Actor | None, **kwargs: Any) -> httpx.Response:
-        headers = {"content-type": "application/json"}
+    async def call(
+        self,
+        service: str,
+        method: str,
+        path: str,
+        actor: Actor | None,
+        *,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        headers = {"content-type": "application/json", **(headers or {})}
         if actor is not None:
             headers |= actor_headers(actor, self.token)
         elif self.token:
@@ -337,13 +370,29 @@ class Intake:
         self.secret = ctx.settings.jwt_secret
 
     async def request(
-        self, command: Callable[[str, Sealed], IntakeCommand], data: dict[str, Any], actor: Actor | None
+        self,
+        command: Callable[[str, Sealed], IntakeCommand],
+        data: dict[str, Any],
+        actor: Actor | None,
+        *,
+        idempotency_key: str | None = None,
     ) -> dict[str, Any]:
-        request_id = domain.signed_request_id(self.secret)
+        """202 once the bus holds the command; 503 when it does not acknowledge it in time.
+
+        A 503'd command may still reach the bus: with an idempotency key, the request id derives from
+        it, so the client's retry carries the same id and the command is carried out once.
+        """
+        request_id = domain.signed_request_id(self.secret, seed=idempotency_key)
         event = command(request_id, await self.vault.seal(f"intake-{now():%Y%m%d%H}", data))
         correlation_id = structlog.contextvars.get_contextvars().get("correlation_id")
         envelope = event.envelope(1, actor=actor or ANONYMOUS, correlation_id=correlation_id)
-        await self.ctx.bus.publish([OutgoingMessage.of(envelope)])
+        try:
+            async with asyncio.timeout(self.ctx.settings.intake_publish_timeout_s):
+                await self.ctx.bus.publish([OutgoingMessage.of(envelope)])
+        except (TimeoutError, KafkaError, OSError):
+            INTAKE_REFUSED.labels(event.event_type()).inc()
+            log.warning("intake_bus_unavailable", event_type=event.event_type())
+            raise BUS_UNAVAILABLE from None
         INTAKE_ACCEPTED.labels(event.event_type()).inc()
         return {"request_id": request_id, "status": "pending"}
 

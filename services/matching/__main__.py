@@ -4,4 +4,4 @@ from services.matching import service
 from shared.runtime.app import serve
 
 if __name__ == "__main__":
-    serve([service], title="Civique — matching")
+    serve([service], title="Civique — matching", prog="python -m services.matching")

@@ -4,4 +4,4 @@ from services.missions import service
 from shared.runtime.app import serve
 
 if __name__ == "__main__":
-    serve([service], title="Civique — missions")
+    serve([service], title="Civique — missions", prog="python -m services.missions")

@@ -4,4 +4,4 @@ from services.moderation import service
 from shared.runtime.app import serve
 
 if __name__ == "__main__":
-    serve([service], title="Civique — moderation")
+    serve([service], title="Civique — moderation", prog="python -m services.moderation")

@@ -4,4 +4,4 @@ from services.notifications import service
 from shared.runtime.app import serve
 
 if __name__ == "__main__":
-    serve([service], title="Civique — notifications")
+    serve([service], title="Civique — notifications", prog="python -m services.notifications")

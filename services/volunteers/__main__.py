@@ -4,4 +4,4 @@ from services.volunteers import service
 from shared.runtime.app import serve
 
 if __name__ == "__main__":
-    serve([service], title="Civique — volunteers")
+    serve([service], title="Civique — volunteers", prog="python -m services.volunteers")

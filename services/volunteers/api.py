@@ -1,6 +1,5 @@
 """HTTP API of the volunteers service."""
 
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
@@ -9,8 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from services.volunteers.handlers import VolunteersHandlers
 from services.volunteers.projections import APPLICATIONS
 from shared import geo
+from shared.contracts.volunteers import VolunteerProfile
 from shared.events import Actor
-from shared.events.vocabulary import Availability, Domain, MissionMode, Sealed
+from shared.events.vocabulary import Availability, Domain, MissionMode
 from shared.events.volunteers import ApplicationRefusalReason, WithdrawalReason
 from shared.runtime.actors import ActingUser, require_role
 from shared.runtime.app import ServiceContext, service_context
@@ -24,21 +24,6 @@ Comment = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, 
 
 class Input(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class SignUp(Input):
-    first_name: Name
-    last_name: Name
-    email: Annotated[str, StringConstraints(strip_whitespace=True, max_length=254)]
-    phone: Annotated[str, StringConstraints(max_length=30)]
-    birth_date: date
-    postal_code: str
-    domains: list[Domain] = Field(min_length=1, max_length=4)
-    availability: list[Availability] = Field(min_length=1, max_length=3)
-    mode: MissionMode = "both"
-    max_distance_km: int = Field(default=10, ge=0, le=200)
-    health_risk: bool = False
-    visible_to_organizations: bool = True
 
 
 class ProfileChanges(Input):
@@ -77,7 +62,7 @@ def require_self(actor: Actor, volunteer_id: str, *, admin_too: bool = False) ->
 
 
 @router.post("", status_code=201)
-async def sign_up(body: SignUp, ctx: Context, response: Response) -> dict:
+async def sign_up(body: VolunteerProfile, ctx: Context, response: Response) -> dict:
     """Public sign-up; the same e-mail twice gives the same volunteer (200), never an error."""
     area = geo.postal_area_or_refusal(body.postal_code)
     personal = body.model_dump(include={"first_name", "last_name", "email", "phone", "birth_date", "health_risk"})
@@ -122,7 +107,7 @@ async def erase(volunteer_id: str, actor: ActingUser, ctx: Context) -> None:
 @router.get("/{volunteer_id}/applications")
 async def my_applications(volunteer_id: str, actor: ActingUser, ctx: Context) -> list[dict]:
     require_self(actor, volunteer_id)
-    return await ctx.documents.find(APPLICATIONS, {"volunteer_id": volunteer_id}, sort=[("applied_at", -1)], limit=500)
+    return await VolunteersHandlers(ctx).applications_of(volunteer_id)
 
 
 @router.post("/missions/{mission_id}/applications", status_code=201)
@@ -149,16 +134,7 @@ async def mission_applications(mission_id: str, actor: ActingUser, ctx: Context)
                 else ("first_name",)
             )
             personal = {k: events_personal[k] for k in shown}
-        message = None
-        if application.get("message"):
-            message = ((await handlers.vault.open(Sealed(**application["message"]))) or {}).get("message")
-        listed.append(
-            {
-                **{k: v for k, v in application.items() if k not in ("version", "message")},
-                "volunteer": personal,
-                "message": message,
-            }
-        )
+        listed.append({**await handlers.readable(application), "volunteer": personal})
     return listed
 
 

@@ -5,9 +5,7 @@ every acceptance is decided on the roster's version, so a mission never gets mor
 volunteers than places, whatever the concurrency.
 """
 
-import re
 from dataclasses import dataclass, field, replace
-from datetime import date
 from typing import Literal
 
 from shared.events import (
@@ -27,15 +25,9 @@ from shared.events.vocabulary import AgeBracket, Sealed
 from shared.events.volunteers import ApplicationRefusalReason, CancellationReason, WithdrawalReason
 from shared.runtime.problems import Problem
 
-MIN_AGE, MAX_AGE, CRISIS_AGE = 16, 100, 70
-MOBILE = re.compile(r"^(?:\+33|0033|0)([67]\d{8})$")
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+CRISIS_AGE = 70
 ApplicationStatus = Literal["pending", "accepted", "refused", "withdrawn", "cancelled"]
 LIVE: tuple[ApplicationStatus, ...] = ("pending", "accepted")
-
-
-def age_on(birth_date: date, today: date) -> int:
-    return today.year - birth_date.year - ((today.month, today.day) < (birth_date.month, birth_date.day))
 
 
 def age_bracket(age: int) -> AgeBracket:
@@ -43,32 +35,6 @@ def age_bracket(age: int) -> AgeBracket:
         if age <= upper:
             return bracket
     return "70+"
-
-
-def normalize_email(email: str) -> str:
-    return email.strip().lower()
-
-
-def normalize_mobile(phone: str) -> str | None:
-    """A French mobile number as +33XXXXXXXXX, or None."""
-    match = MOBILE.match(re.sub(r"[\s.\-()]", "", phone))
-    return f"+33{match.group(1)}" if match else None
-
-
-def check_identity(email: str, phone: str, birth_date: date, today: date) -> None:
-    """Sign-up rules: a valid e-mail, a French mobile number, 16 to 100 years old."""
-    fields = {}
-    if not EMAIL.match(normalize_email(email)):
-        fields["email"] = "Adresse e-mail invalide."
-    if normalize_mobile(phone) is None:
-        fields["phone"] = "Indiquez un numéro de mobile français (06 ou 07)."
-    age = age_on(birth_date, today)
-    if age < MIN_AGE:
-        fields["birth_date"] = "Il faut avoir au moins 16 ans pour s’engager."
-    elif age > MAX_AGE:
-        fields["birth_date"] = "Vérifiez votre date de naissance."
-    if fields:
-        raise Problem(422, "invalid_volunteer", "Certaines informations sont invalides.", fields=fields)
 
 
 # ---- eligibility ----

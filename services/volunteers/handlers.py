@@ -10,6 +10,7 @@ from typing import Any
 from services.volunteers import domain
 from services.volunteers.projections import APPLICATIONS, EMAILS, MISSIONS, ORGANIZATIONS, VOLUNTEERS, WAITLIST
 from shared import geo
+from shared.contracts.volunteers import age_on, normalize_email, normalize_mobile, today
 from shared.events import Actor, Envelope, Event, VolunteerProfileUpdated, VolunteerRegistered, new_id
 from shared.events.vocabulary import Sealed
 from shared.events.volunteers import ApplicationRefusalReason, WithdrawalReason, roster_stream
@@ -23,10 +24,6 @@ PERSONAL_FIELDS = ("first_name", "last_name", "email", "phone", "birth_date", "h
 ROSTER_ATTEMPTS = 40  # under a burst of decisions on one mission each attempt lets one writer through
 
 
-def today() -> date:
-    return datetime.now(UTC).date()
-
-
 class VolunteersHandlers:
     def __init__(self, ctx: ServiceContext) -> None:
         self.store, self.documents, self.settings = ctx.store, ctx.documents, ctx.settings
@@ -35,17 +32,16 @@ class VolunteersHandlers:
     def email_key(self, email: str) -> str:
         """The e-mail index key: an HMAC, so the index lists no address."""
         pepper = self.settings.personal_data_pepper.encode()
-        return hmac.new(pepper, domain.normalize_email(email).encode(), hashlib.sha256).hexdigest()
+        return hmac.new(pepper, normalize_email(email).encode(), hashlib.sha256).hexdigest()
 
     # ---- sign-up and profile ----
 
     async def sign_up(self, personal: dict[str, Any], clear: dict[str, Any], area: geo.PostalArea) -> tuple[str, bool]:
         """Register a volunteer, or find the one with this e-mail: (volunteer id, created)."""
-        domain.check_identity(personal["email"], personal["phone"], personal["birth_date"], today())
         personal = {
             **personal,
-            "email": domain.normalize_email(personal["email"]),
-            "phone": domain.normalize_mobile(personal["phone"]),
+            "email": normalize_email(personal["email"]),
+            "phone": normalize_mobile(personal["phone"]),
         }
         volunteer_id, created = new_id(), True
         try:  # the unique index claim makes two identical sign-ups at once one volunteer
@@ -58,7 +54,7 @@ class VolunteersHandlers:
         _, version = await load_stream(self.store, volunteer_id)
         if version:
             return volunteer_id, False
-        age = domain.age_on(personal["birth_date"], today())
+        age = age_on(personal["birth_date"], today())
         registered = VolunteerRegistered(
             volunteer_id=volunteer_id,
             personal=await self.vault.seal(volunteer_id, personal),
@@ -110,7 +106,7 @@ class VolunteersHandlers:
         if personal_changes:
             personal = {**personal, **personal_changes}
             if "phone" in personal_changes:
-                phone = domain.normalize_mobile(personal_changes["phone"])
+                phone = normalize_mobile(personal_changes["phone"])
                 if phone is None:
                     raise Problem(
                         422,
@@ -125,7 +121,7 @@ class VolunteersHandlers:
                 if isinstance(personal["birth_date"], str)
                 else personal["birth_date"]
             )
-            changes["onsite_restricted"] = domain.age_on(birth, today()) >= domain.CRISIS_AGE or personal["health_risk"]
+            changes["onsite_restricted"] = age_on(birth, today()) >= domain.CRISIS_AGE or personal["health_risk"]
         if area is not None:
             changes |= {"postal_code": area.postal_code, "department": area.department}
         if changes:
@@ -136,7 +132,7 @@ class VolunteersHandlers:
         volunteer, _ = await self.volunteer(volunteer_id)
         personal = await self.personal(volunteer)
         birth = date.fromisoformat(personal["birth_date"])
-        return domain.Candidate(volunteer_id, domain.age_on(birth, today()), bool(personal["health_risk"]))
+        return domain.Candidate(volunteer_id, age_on(birth, today()), bool(personal["health_risk"]))
 
     # ---- applications and waitlist ----
 
@@ -277,17 +273,24 @@ class VolunteersHandlers:
             jitter_s=0.002,
         )
 
+    async def readable(self, application: dict[str, Any]) -> dict[str, Any]:
+        """An application as people read it: its message opened (gone once its author is erased)."""
+        sealed = application.get("message")
+        opened = await self.vault.open(Sealed(**sealed)) if sealed else None
+        return {**{k: v for k, v in application.items() if k != "version"}, "message": (opened or {}).get("message")}
+
+    async def applications_of(self, volunteer_id: str, *, newest_first: bool = True) -> list[dict[str, Any]]:
+        found = await self.documents.find(
+            APPLICATIONS, {"volunteer_id": volunteer_id}, sort=[("applied_at", -1 if newest_first else 1)], limit=500
+        )
+        return [await self.readable(application) for application in found]
+
     # ---- GDPR ----
 
     async def export(self, volunteer_id: str) -> dict[str, Any]:
         """Everything the platform holds about a volunteer, readable."""
         profile = await self.profile(volunteer_id)
-        applications = await self.documents.find(APPLICATIONS, {"volunteer_id": volunteer_id}, sort=[("applied_at", 1)])
-        for application in applications:
-            application.pop("version", None)
-            if application.get("message"):
-                opened = await self.vault.open(Sealed(**application["message"]))
-                application["message"] = (opened or {}).get("message")
+        applications = await self.applications_of(volunteer_id, newest_first=False)
         waitlists = await self.documents.find(WAITLIST, {"volunteer_id": volunteer_id, "active": True})
         return {
             "exported_at": datetime.now(UTC).isoformat(),

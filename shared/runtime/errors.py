@@ -1,5 +1,6 @@
 """One error format for every HTTP answer: a stable machine `code` and a French `detail` for people."""
 
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -8,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from shared.contracts import REFUSED
 from shared.runtime.ports import ConcurrencyError
 from shared.runtime.problems import Problem
 
@@ -53,6 +55,18 @@ FIELD_MESSAGES = {
 }
 
 
+def field_name(location: tuple[int | str, ...]) -> str:
+    """`volunteer.domains.0` for a field of the body, `body` for the body as a whole."""
+    return ".".join(str(part) for part in location if part != "body") or "body"
+
+
+def field_message(error: Mapping[str, Any]) -> str:
+    """The French message of one field error: ours as written, pydantic's by its type."""
+    if error["type"] == REFUSED:
+        return str(error["msg"])
+    return FIELD_MESSAGES.get(error["type"], "Valeur invalide.")
+
+
 def problem_response(
     status: int, code: str, detail: str, fields: dict[str, str] | None = None, headers: dict[str, str] | None = None
 ) -> JSONResponse:
@@ -71,12 +85,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        fields = {
-            ".".join(str(p) for p in e["loc"] if p != "body") or "body": FIELD_MESSAGES.get(
-                e["type"], "Valeur invalide."
+        errors = exc.errors()
+        if any(e["type"] == "json_invalid" for e in errors):  # its location is a character offset, not a field
+            return problem_response(
+                400, "malformed_json", FIELD_MESSAGES["json_invalid"], {"body": FIELD_MESSAGES["json_invalid"]}
             )
-            for e in exc.errors()
-        }
+        fields = {field_name(e["loc"]): field_message(e) for e in errors}
         return problem_response(422, "invalid_request", "Certaines informations sont manquantes ou invalides.", fields)
 
     @app.exception_handler(ConcurrencyError)

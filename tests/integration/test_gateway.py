@@ -2,6 +2,10 @@
 and the authorization matrix of every public endpoint × every role."""
 
 import base64
+import contextlib
+import hashlib
+import re
+import socket
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -19,7 +23,7 @@ from shared.events.vocabulary import Sealed
 from shared.runtime.app import create_app
 from shared.runtime.mail import MAILBOX
 from shared.runtime.ports import OutgoingMessage
-from tests.conftest import eventually
+from tests.conftest import eventually, make_settings
 
 PASSWORD = "Cerf-volant bleu 2026 !"
 JWT_SECRET = "a-test-secret-long-enough-for-hs256-keys"
@@ -74,6 +78,24 @@ class Gateway:
         await self.accounts.create("admin@exemple.fr", PASSWORD, "admin")
         return (await self.login("admin@exemple.fr"))["access_token"]
 
+    async def invite(self, admin: str, email: str, departments: list[str]) -> str:
+        """Invite a referent; the token, as the referent finds it: in the invitation e-mail."""
+        invited = await self.post("/referent-invitations", admin, json={"email": email, "departments": departments})
+        assert invited.status_code == 201, invited.text
+        assert "token" not in invited.json() and invited.json()["invitation_id"]
+        letters: list[dict] = []
+
+        async def delivered() -> bool:
+            letters[:] = await self.mailbox.find(MAILBOX, {"to": email.lower()})
+            return bool(letters)
+
+        await eventually(delivered, what=f"the invitation e-mail to {email}")
+        return re.search(r"token=([\w-]+)", letters[0]["text"]).group(1)
+
+    @property
+    def mailbox(self):
+        return self.app.state.runtime.context("notifications").documents
+
 
 def gateway_settings(settings, **overrides):
     """Secrets as production sets them; limits high enough for tests that are not about limits."""
@@ -116,13 +138,12 @@ async def test_sign_up_is_accepted_at_once_then_carried_out(gateway):
     other = await gateway.post("/volunteers", json={"password": "Un autre mot de passe 99", "volunteer": VOLUNTEER})
     refused = await gateway.finished(other.json()["request_id"])
     assert refused["status"] == "rejected" and refused["problem"]["code"] == "email_taken"
-    bad = await gateway.post(
+    too_young = await gateway.post(
         "/volunteers",
         json={"password": PASSWORD, "volunteer": {**VOLUNTEER, "email": "x@y.fr", "birth_date": "2020-01-01"}},
     )
-    rejected = await gateway.finished(bad.json()["request_id"])
-    assert rejected["status"] == "rejected" and rejected["problem"]["code"] == "invalid_volunteer"
-    assert "16 ans" in str(rejected["problem"]) or rejected["problem"]["detail"]
+    assert (too_young.status_code, too_young.json()["code"]) == (422, "invalid_request")
+    assert "16 ans" in too_young.json()["fields"]["volunteer.birth_date"]
 
     tokens = await gateway.login("Lucie.Aubrac@exemple.fr ")
     assert tokens["role"] == "volunteer" and tokens["token_type"] == "Bearer"
@@ -231,15 +252,16 @@ async def test_the_invitation_email_leads_to_the_referent_account(gateway):
     invited = await gateway.post(
         "/referent-invitations", admin, json={"email": "Lea@Prefecture.fr", "departments": ["56"]}
     )
-    token = invited.json()["token"]
-    mailbox = gateway.app.state.runtime.context("notifications").documents
+    assert invited.status_code == 201 and "token" not in invited.json()  # the token travels only by e-mail
+    mailbox = gateway.mailbox
 
     async def delivered() -> bool:
         return bool(await mailbox.find(MAILBOX, {"to": "lea@prefecture.fr"}))
 
     await eventually(delivered, what="the invitation e-mail in the local mailbox")
     letter = (await mailbox.find(MAILBOX, {"to": "lea@prefecture.fr"}))[0]
-    assert "devenir référent" in letter["subject"] and f"token={token}" in letter["text"]
+    token = re.search(r"token=([\w-]+)", letter["text"]).group(1)
+    assert "devenir référent" in letter["subject"]
     listing = await gateway.client.get("/notifications/mailbox")
     assert listing.status_code == 200 and "devenir référent" in listing.text
     page = await gateway.client.get(f"/notifications/mailbox/{letter['id']}")
@@ -254,11 +276,7 @@ async def test_the_invitation_email_leads_to_the_referent_account(gateway):
 
 async def test_an_invitation_makes_a_referent_once_and_expires(gateway):
     admin = await gateway.admin()
-    invited = await gateway.post(
-        "/referent-invitations", admin, json={"email": "referente56@exemple.fr", "departments": ["56"]}
-    )
-    assert invited.status_code == 201
-    token = invited.json()["token"]
+    token = await gateway.invite(admin, "referente56@exemple.fr", ["56"])
     accepted = await gateway.post(f"/referent-invitations/{token}/accept", json={"password": PASSWORD})
     assert accepted.status_code == 201, accepted.text
     reused = await gateway.post(f"/referent-invitations/{token}/accept", json={"password": PASSWORD})
@@ -273,9 +291,7 @@ async def test_an_invitation_makes_a_referent_once_and_expires(gateway):
     await eventually(appointed, what="the referent appointed to 56")
     assert (await gateway.get("/departments/29/queue", referent["access_token"])).status_code == 403
 
-    late = (
-        await gateway.post("/referent-invitations", admin, json={"email": "tard@exemple.fr", "departments": ["29"]})
-    ).json()["token"]
+    late = await gateway.invite(admin, "tard@exemple.fr", ["29"])
     documents = gateway.app.state.runtime.context("gateway").documents
     stored = await documents.get(INVITATIONS, digest(late))
     await documents.put(INVITATIONS, digest(late), {**stored, "expires_at": "2000-01-01T00:00:00+00:00"})
@@ -380,19 +396,210 @@ async def test_authorization_matrix_of_every_endpoint_and_role(gateway):
     assert failures == []
 
 
-async def test_rate_limits_answer_429_with_retry_after(settings):
-    app = create_app(
-        gateway_settings(settings, rate_limit_per_minute=5, sensitive_rate_limit_per_minute=2),
-        SERVICES,
-    )
+@contextlib.asynccontextmanager
+async def platform(settings, **overrides):
+    app = create_app(gateway_settings(settings, **overrides), SERVICES)
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, client=("10.0.0.2", 1234))
-        async with httpx.AsyncClient(transport=transport, base_url="http://civique.test") as client:
-            answers = [await client.get("/api/v1/departments/56/moderation") for _ in range(6)]
-            assert [a.status_code for a in answers[:5]] == [200] * 5
-            assert answers[5].status_code == 429 and int(answers[5].headers["retry-after"]) >= 1
-            assert answers[5].json()["code"] == "too_many_requests"
-            logins = [
-                await client.post("/api/v1/auth/login", json={"email": "a@b.fr", "password": "x"}) for _ in range(3)
+        yield app
+
+
+def client_of(app, address: str, headers: dict[str, str] | None = None) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, client=(address, 1234))
+    return httpx.AsyncClient(transport=transport, base_url="http://civique.test", headers=headers)
+
+
+async def test_rate_limits_answer_429_with_retry_after(settings):
+    limits = {"ip_rate_limit_per_minute": 5, "sensitive_rate_limit_per_minute": 2}
+    async with platform(settings, **limits) as app, client_of(app, "10.0.0.2") as client:
+        answers = [await client.get("/api/v1/departments/56/moderation") for _ in range(6)]
+        assert [a.status_code for a in answers[:5]] == [200] * 5
+        assert answers[5].status_code == 429 and int(answers[5].headers["retry-after"]) >= 1
+        assert answers[5].json()["code"] == "too_many_requests"
+        logins = [await client.post("/api/v1/auth/login", json={"email": "a@b.fr", "password": "x"}) for _ in range(3)]
+        assert [a.status_code for a in logins] == [401, 401, 429]  # per e-mail
+
+
+async def test_a_crowd_behind_one_address_signs_up_while_one_email_is_limited(settings):
+    """CGNAT, companies, schools: many people share an address during a national announcement."""
+    async with (
+        platform(
+            settings,
+            sensitive_rate_limit_per_minute=2,
+            sensitive_ip_limit_per_minute=1000,
+            sign_up_limit_per_second=1000,
+        ) as app,
+        client_of(app, "10.0.0.3") as crowd,
+    ):
+        sign_ups = [
+            await crowd.post(
+                "/api/v1/volunteers",
+                json={"password": PASSWORD, "volunteer": {**VOLUNTEER, "email": f"personne{n}@exemple.fr"}},
+            )
+            for n in range(30)
+        ]
+        assert {a.status_code for a in sign_ups} == {202}
+        logins = [
+            await crowd.post("/api/v1/auth/login", json={"email": f"p{n}@exemple.fr", "password": "faux"})
+            for n in range(10)
+        ]
+        assert {a.status_code for a in logins} == {401}  # different people, not locked out together
+        same = [
+            await crowd.post("/api/v1/auth/login", json={"email": "cible@exemple.fr", "password": "faux"})
+            for _ in range(3)
+        ]
+        assert [a.status_code for a in same] == [401, 401, 429]
+
+
+async def test_a_forged_forwarded_header_changes_nothing_and_a_trusted_proxy_is_believed(settings):
+    async with platform(settings, ip_rate_limit_per_minute=3, trusted_proxies="10.9.0.0/16") as app:
+        async with client_of(app, "203.0.113.7") as stranger:
+            answers = [
+                await stranger.get("/api/v1/departments/56/moderation", headers={"x-forwarded-for": f"198.51.100.{n}"})
+                for n in range(4)
             ]
-            assert [a.status_code for a in logins] == [401, 401, 429]
+            assert [a.status_code for a in answers] == [200, 200, 200, 429]  # one client, whatever it claims
+        async with client_of(app, "10.9.0.1") as ingress:
+            answers = [
+                await ingress.get(
+                    "/api/v1/departments/56/moderation",
+                    headers={"x-forwarded-for": f"spoofed, 198.51.100.{n}, 10.9.0.2"},
+                )
+                for n in range(4)
+            ]
+            assert {a.status_code for a in answers} == {200}  # four clients behind the load balancer
+            again = [
+                await ingress.get("/api/v1/departments/56/moderation", headers={"x-forwarded-for": "198.51.100.0"})
+                for _ in range(3)
+            ]
+            assert [a.status_code for a in again] == [200, 200, 429]  # the first one's fourth request
+
+
+BAD_PROFILES = [
+    ({"domains": "keeping_in_touch"}, "volunteer.domains"),
+    ({"birth_date": "12/04/1990"}, "volunteer.birth_date"),
+    ({"nickname": "Lulu"}, "volunteer.nickname"),
+    ({"email": {"$ne": None}}, "volunteer.email"),
+    ({"email": "pas-une-adresse"}, "volunteer.email"),
+    ({"postal_code": "99999"}, "volunteer.postal_code"),
+    ({"postal_code": "5600"}, "volunteer.postal_code"),
+    ({"birth_date": "2090-01-01"}, "volunteer.birth_date"),
+    ({"last_name": "A" * 10_000}, "volunteer.last_name"),
+    ({"phone": "01 23 45 67 89"}, "volunteer.phone"),
+]
+
+
+@pytest.mark.parametrize(("change", "field"), BAD_PROFILES, ids=[f for _, f in BAD_PROFILES])
+async def test_a_sign_up_that_could_never_succeed_is_refused_before_the_202(gateway, change, field):
+    before = accepted_sign_ups()
+    answer = await gateway.post("/volunteers", json={"password": PASSWORD, "volunteer": {**VOLUNTEER, **change}})
+    assert (answer.status_code, answer.json()["code"]) == (422, "invalid_request"), answer.text
+    assert field in answer.json()["fields"] and answer.json()["detail"].startswith("Certaines informations")
+    assert accepted_sign_ups() == before
+
+
+async def test_sign_up_bodies_over_the_limit_and_malformed_json_are_refused(gateway):
+    huge = await gateway.post(
+        "/volunteers", json={"password": PASSWORD, "volunteer": {**VOLUNTEER, "first_name": "A" * 2_000_000}}
+    )
+    assert (huge.status_code, huge.json()["code"]) == (413, "payload_too_large")
+    broken = await gateway.client.post(
+        "/api/v1/volunteers", content=b'{"password": "x", "volunteer": {', headers={"content-type": "application/json"}
+    )
+    assert (broken.status_code, broken.json()["code"]) == (400, "malformed_json")
+    assert list(broken.json()["fields"]) == ["body"]  # not a character offset
+
+
+async def test_a_refused_organisation_registration_creates_no_account_and_sends_nothing(gateway):
+    refused = [
+        {**ORGANIZATION, "siret": "12345678901234", "rna": None},
+        {**ORGANIZATION, "postal_code": "99999"},
+        {**ORGANIZATION, "motto": "inconnu"},
+        {**ORGANIZATION, "name": "N" * 10_000},
+        {**ORGANIZATION, "rna": None},
+    ]
+    for n, organization in enumerate(refused):
+        email = f"responsable{n}@exemple.fr"
+        answer = await gateway.post(
+            "/organizations", json={"account": {"email": email, "password": PASSWORD}, "organization": organization}
+        )
+        assert answer.status_code == 422, (organization, answer.text)
+        assert await gateway.accounts.by_email(email) is None
+        login = await gateway.post("/auth/login", json={"email": email, "password": PASSWORD})
+        assert login.status_code == 401
+    registered = await gateway.post(
+        "/organizations",
+        json={"account": {"email": "responsable@exemple.fr", "password": PASSWORD}, "organization": ORGANIZATION},
+    )
+    assert registered.status_code == 201, registered.text
+
+    async def welcomed() -> bool:  # the accepted one is announced; it is the only welcome in the mailbox
+        return bool(await gateway.mailbox.find(MAILBOX, {"to": "responsable@exemple.fr"}))
+
+    await eventually(welcomed, what="the welcome e-mail of the registered manager")
+    assert {m["to"] for m in await gateway.mailbox.find(MAILBOX)} == {"responsable@exemple.fr"}
+
+
+async def test_a_volunteer_erases_their_account_through_the_public_api(gateway):
+    done = await gateway.finished(
+        (await gateway.post("/volunteers", json={"password": PASSWORD, "volunteer": VOLUNTEER})).json()["request_id"]
+    )
+    volunteer_id = done["resource"]["volunteer_id"]
+    tokens = await gateway.login(VOLUNTEER["email"])
+    await gateway.accounts.create("autre@exemple.fr", PASSWORD, "volunteer")
+    other = (await gateway.login("autre@exemple.fr"))["access_token"]
+    assert (
+        await gateway.client.delete(f"/api/v1/volunteers/{volunteer_id}", headers=gateway.auth(other))
+    ).status_code == 403
+
+    erased = await gateway.client.delete(
+        f"/api/v1/volunteers/{volunteer_id}", headers=gateway.auth(tokens["access_token"])
+    )
+    assert erased.status_code == 204 and "content-type" not in erased.headers
+    login = await gateway.post("/auth/login", json={"email": VOLUNTEER["email"], "password": PASSWORD})
+    assert (login.status_code, login.json()["code"]) == (401, "invalid_credentials")
+    refresh = await gateway.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert refresh.status_code == 401
+    for path in (f"/volunteers/{volunteer_id}", f"/volunteers/{volunteer_id}/export"):
+        assert (await gateway.get(path, tokens["access_token"])).status_code in (404, 410), path
+    again = await gateway.client.delete(
+        f"/api/v1/volunteers/{volunteer_id}", headers=gateway.auth(await gateway.admin())
+    )
+    assert again.status_code in (404, 410)
+    history = await gateway.app.state.runtime.context("volunteers").store.read(volunteer_id)
+    assert VOLUNTEER["last_name"] not in str([e.model_dump() for e in history])  # crypto-shredded
+
+
+async def test_answers_without_content_say_no_content_type(gateway):
+    await gateway.accounts.create("m@exemple.fr", PASSWORD, "manager")
+    tokens = await gateway.login("m@exemple.fr")
+    logout = await gateway.post("/auth/logout", json={"refresh_token": tokens["refresh_token"]})
+    assert logout.status_code == 204 and "content-type" not in logout.headers and logout.content == b""
+    done = await gateway.finished(
+        (await gateway.post("/volunteers", json={"password": PASSWORD, "volunteer": VOLUNTEER})).json()["request_id"]
+    )
+    volunteer = await gateway.login(VOLUNTEER["email"])
+    patched = await gateway.client.patch(
+        f"/api/v1/volunteers/{done['resource']['volunteer_id']}",
+        headers=gateway.auth(volunteer["access_token"]),
+        json={"max_distance_km": 20},
+    )
+    assert patched.status_code == 204 and "content-type" not in patched.headers
+
+
+async def test_a_sign_up_answers_503_at_once_when_the_bus_is_away_and_a_retry_keeps_its_request_id(servers, tmp_path):
+    """Kafka only: the embedded bus is the process's own SQLite file, it cannot be away."""
+    settings = make_settings("kafka+mongo", tmp_path, servers)
+    with socket.socket() as closed:  # a port nobody listens on: the broker is down
+        closed.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{closed.getsockname()[1]}"
+    away = settings.model_copy(update={"kafka_bootstrap_servers": dead, "run_consumers": False})
+    async with platform(away, intake_publish_timeout_s=1.0) as app, client_of(app, "10.0.0.4") as client:
+        body = {"password": PASSWORD, "volunteer": VOLUNTEER}
+        answer = await client.post("/api/v1/volunteers", json=body, headers={"idempotency-key": "k-503"})
+        assert (answer.status_code, answer.json()["code"]) == (503, "intake_unavailable")
+        assert int(answer.headers["retry-after"]) >= 1 and "réessayez" in answer.json()["detail"]
+    async with platform(settings) as app, client_of(app, "10.0.0.4") as client:
+        retried = await client.post("/api/v1/volunteers", json=body, headers={"idempotency-key": "k-503"})
+        assert retried.status_code == 202
+        scope = hashlib.sha256(b"10.0.0.4\n/api/v1/volunteers\nk-503").hexdigest()
+        assert retried.json()["request_id"] == domain.signed_request_id(JWT_SECRET, seed=scope)

@@ -4,6 +4,7 @@ import pytest
 
 from services.volunteers import domain
 from services.volunteers.domain import Candidate, OpenMission, Roster
+from shared.contracts.volunteers import age_on, normalize_mobile
 from shared.events import (
     ApplicationAccepted,
     ApplicationCancelled,
@@ -63,7 +64,7 @@ def apply(r=EMPTY, mission=ON_SITE, candidate=ADULT, pending=0, crisis=True):
     ],
 )
 def test_ages_and_brackets(born, today, age, bracket):
-    assert domain.age_on(born, today) == age
+    assert age_on(born, today) == age
     if bracket:
         assert domain.age_bracket(age) == bracket
 
@@ -80,14 +81,7 @@ def test_ages_and_brackets(born, today, age, bracket):
     ],
 )
 def test_french_mobile_numbers(phone, normal):
-    assert domain.normalize_mobile(phone) == normal
-
-
-def test_identity_checks():
-    domain.check_identity("a@b.fr", "0612345678", date(1990, 1, 1), date(2026, 1, 1))
-    with pytest.raises(Problem) as refusal:
-        domain.check_identity("nope", "0112345678", date(2015, 1, 1), date(2026, 1, 1))
-    assert set(refusal.value.fields) == {"email", "phone", "birth_date"}
+    assert normalize_mobile(phone) == normal
 
 
 def test_applying_allowed_and_refused():

@@ -1,0 +1,71 @@
+"""Command lines of the services, in French: help, exit codes, and a message rather than a traceback
+for a user's mistake."""
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+USAGE_ERROR, USER_ERROR = 2, 1
+SETTINGS_EPILOG = (
+    "Réglages par variables d’environnement CIVIQUE_* (voir le README) : CIVIQUE_BACKEND (embedded ou "
+    "kafka+mongo), CIVIQUE_DATA_DIR, CIVIQUE_KAFKA_BOOTSTRAP_SERVERS, CIVIQUE_MONGODB_URL, CIVIQUE_HOST, "
+    "CIVIQUE_PORT, CIVIQUE_RUN_CONSUMERS…"
+)
+
+
+ARGPARSE_ERRORS = (
+    ("the following arguments are required", "arguments manquants"),
+    ("unrecognized arguments", "arguments inconnus"),
+    ("invalid choice", "choix invalide"),
+    ("choose from", "choisir parmi"),
+    ("invalid int value", "nombre entier attendu"),
+    ("expected one argument", "une valeur est attendue"),
+)
+
+
+class CommandLine(argparse.ArgumentParser):
+    """argparse speaking French, whose errors end the program with exit code 2 and no traceback."""
+
+    def __init__(self, *args: Any, add_help: bool = True, **kwargs: Any) -> None:
+        kwargs.setdefault("epilog", SETTINGS_EPILOG)
+        super().__init__(*args, add_help=False, **kwargs)
+        if add_help:
+            self.add_argument("-h", "--help", action="help", help="affiche cette aide et quitte")
+
+    def format_usage(self) -> str:
+        return super().format_usage().replace("usage:", "utilisation :", 1)
+
+    def format_help(self) -> str:
+        text = super().format_help().replace("usage:", "utilisation :", 1)
+        for english, french in (("\noptions:\n", "\noptions :\n"), ("positional arguments:", "arguments :")):
+            text = text.replace(english, french)
+        return text.replace("\ncommandes:\n", "\ncommandes :\n")
+
+    def error(self, message: str) -> NoReturn:
+        for english, french in ARGPARSE_ERRORS:
+            message = message.replace(english, french)
+        self.print_usage(sys.stderr)
+        self.exit(USAGE_ERROR, f"{self.prog} : erreur : {message}\n")
+
+
+def add_server_options(parser: argparse.ArgumentParser) -> None:
+    """--host and --port, which override CIVIQUE_HOST and CIVIQUE_PORT."""
+    parser.add_argument("--host", help="adresse d’écoute (sinon CIVIQUE_HOST, 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port d’écoute (sinon CIVIQUE_PORT, 8000)")
+
+
+def fail(message: str) -> NoReturn:
+    """End a command on a user's mistake: the French message on stderr, exit code 1."""
+    print(message, file=sys.stderr)
+    raise SystemExit(USER_ERROR)
+
+
+def server_command(prog: str, title: str) -> CommandLine:
+    parser = CommandLine(prog, description=f"Démarre {title} : l’API HTTP, ses consommateurs et son relais.")
+    add_server_options(parser)
+    return parser
+
+
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
+    return parser.parse_args(sys.argv[1:] if argv is None else argv)
