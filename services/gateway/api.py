@@ -220,12 +220,18 @@ def services(request: Request) -> Services:
     return services_of(request.app.state.runtime)
 
 
+RELAYED_HEADERS = ("cache-control", "referrer-policy", "retry-after", "location", "x-robots-tag")
+
+
 def relay(answer: httpx.Response) -> Response:
+    """The service's answer as the client gets it: status, body, and the headers meant for the client."""
+    headers = {name: answer.headers[name] for name in RELAYED_HEADERS if name in answer.headers}
     if answer.status_code == 204 or not answer.content:
-        return Response(status_code=answer.status_code)
+        return Response(status_code=answer.status_code, headers=headers)
     return Response(
         answer.content,
         status_code=answer.status_code,
+        headers=headers,
         media_type=answer.headers.get("content-type", "application/json"),
     )
 

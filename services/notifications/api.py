@@ -2,12 +2,14 @@
 report, failed e-mails for the operators, and the local mailbox of embedded runs."""
 
 from typing import Annotated, Literal
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Query
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse
 from markupsafe import escape
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.notifications.domain import INVALID_LINK
 from services.notifications.handlers import Notifications
 from shared.events.vocabulary import Department
 from shared.runtime.actors import ActingUser, require_role
@@ -28,6 +30,21 @@ Handlers = Annotated[Notifications, Depends(notifications)]
 UNSUBSCRIBED = {
     "news": "Vous ne recevrez plus de propositions de missions ni de messages de votre référent.",
     "activity": "Vous ne recevrez plus d’e-mails sur l’activité de vos missions ; les rappels importants continuent.",
+}
+TITLES = {
+    "news": "Ne plus recevoir de propositions de missions ?",
+    "activity": "Ne plus recevoir les e-mails d’activité ?",
+}
+WHAT_STOPS = {
+    "news": "les missions que les structures vous proposent, les suggestions de missions près de chez vous et "
+    "les messages de votre référent départemental.",
+    "activity": "les e-mails sur l’activité de vos missions et de votre département (nouvelles candidatures, "
+    "retraits, places restantes, missions et structures à valider), ainsi que leur résumé quotidien.",
+}
+WHAT_CONTINUES = {
+    "news": "les e-mails sur votre compte et vos candidatures (confirmation, acceptation, refus, annulation).",
+    "activity": "les e-mails sur votre compte, les décisions sur vos missions et votre structure, et les rappels "
+    "importants (candidatures en attente, éléments à traiter, fin de mission).",
 }
 
 
@@ -70,17 +87,93 @@ async def change_preferences(body: PreferencesChange, actor: ActingUser, handler
     return await handlers.set_preferences(actor.id, changes)
 
 
-@router.get("/unsubscribe", response_class=HTMLResponse)
-async def unsubscribe_page(token: Annotated[str, Query(max_length=500)], handlers: Handlers) -> HTMLResponse:
-    """The link of every non-transactional e-mail: one click, no login."""
-    category = await handlers.unsubscribe(token)
-    return HTMLResponse(page("Désinscription enregistrée", f"<p>{escape(UNSUBSCRIBED[category])}</p>"))
+@router.get("/unsubscribe", response_class=HTMLResponse, responses={400: {"content": {"text/html": {}}}})
+async def unsubscribe_page(handlers: Handlers, token: Annotated[str | None, Query()] = None) -> HTMLResponse:
+    """The link of every non-transactional e-mail: a confirmation page, no login. Opening it changes nothing
+    (mail scanners and link previews open links); its button posts the choice to the same address."""
+    try:
+        token = checked(token)
+        category = handlers.unsubscribe_category(token)
+    except Problem as problem:
+        return problem_page(problem)
+    stops, continues = WHAT_STOPS[category], WHAT_CONTINUES[category]
+    form = (
+        f'<form method="post" action="?{escape(urlencode({"token": token}))}">'
+        f'<input type="hidden" name="token" value="{escape(token)}">'
+        f'<button type="submit" aria-describedby="what-stops">Confirmer ma désinscription</button></form>'
+    )
+    body = (
+        f'<p id="what-stops"><strong>Ce qui s’arrête :</strong> {escape(stops)}</p>'
+        f"<p><strong>Ce qui continue :</strong> {escape(continues)}</p>"
+        f"{form}"
+        "<p>Vous ne souhaitez pas vous désinscrire ? Fermez simplement cette page : rien n’a changé. "
+        "Vous pourrez aussi choisir vos e-mails à tout moment dans vos préférences, une fois connecté.</p>"
+    )
+    return html_page(TITLES[category], body)
 
 
-@router.post("/unsubscribe")
-async def unsubscribe_one_click(token: Annotated[str, Query(max_length=500)], handlers: Handlers) -> dict:
-    """RFC 8058 one-click unsubscribing, as mail clients do it from the List-Unsubscribe header."""
-    return {"unsubscribed": await handlers.unsubscribe(token)}
+@router.post(
+    "/unsubscribe",
+    responses={200: {"content": {"application/json": {}, "text/html": {}}}, 400: {"content": {"text/html": {}}}},
+)
+async def unsubscribe(request: Request, handlers: Handlers, token: Annotated[str | None, Query()] = None) -> Response:
+    """The confirmation page's button, answered with a page when the client prefers HTML (a browser), and
+    RFC 8058 one-click unsubscribing from the List-Unsubscribe header (mail clients), answered in JSON."""
+    as_page = prefers_html(request.headers.get("accept", ""))
+    try:
+        category = await handlers.unsubscribe(checked(token))
+    except Problem as problem:
+        if as_page:
+            return problem_page(problem)
+        raise
+    if not as_page:
+        return JSONResponse({"unsubscribed": category})
+    body = f"<p>{escape(UNSUBSCRIBED[category])}</p><p>Les e-mails liés à votre compte continuent.</p>"
+    return html_page("Désinscription enregistrée", body)
+
+
+def checked(token: str | None) -> str:
+    if not token or len(token) > 500:
+        raise INVALID_LINK
+    return token
+
+
+def prefers_html(accept: str) -> bool:
+    """Whether an Accept header ranks text/html above application/json (a browser's form, not a mail client)."""
+    return bool(accept) and quality(accept, "text/html") > quality(accept, "application/json")
+
+
+def quality(accept: str, media_type: str) -> float:
+    """The q-value the most specific matching range of `accept` gives `media_type` (RFC 9110, 12.5.1)."""
+    best, specificity = 0.0, -1
+    for part in accept.split(","):
+        media_range, *parameters = (item.strip().lower() for item in part.split(";"))
+        matches = {media_type: 2, media_type.split("/")[0] + "/*": 1, "*/*": 0}
+        if media_range not in matches or matches[media_range] <= specificity:
+            continue
+        q = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        best, specificity = q, matches[media_range]
+    return best
+
+
+def problem_page(problem: Problem) -> HTMLResponse:
+    return html_page("Lien non valide", f'<p data-code="{escape(problem.code)}">{escape(problem.detail)}</p>', 400)
+
+
+def html_page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    """A public page reached from an e-mail: not cached, not indexed, and its token not sent on as a referrer."""
+    return HTMLResponse(
+        page(title, body),
+        status_code=status,
+        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Robots-Tag": "noindex"},
+    )
 
 
 @router.post("/departments/{department}/broadcasts", status_code=202)
@@ -141,7 +234,10 @@ def check_mailbox(ctx: ServiceContext) -> None:
 
 def page(title: str, body: str) -> str:
     return (
-        f'<!doctype html><html lang="fr"><head><meta charset="utf-8"><title>{escape(title)} — Civique</title></head>'
+        f'<!doctype html><html lang="fr"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<meta name="robots" content="noindex"><meta name="referrer" content="no-referrer">'
+        f"<title>{escape(title)} — Civique</title></head>"
         f'<body style="font-family: Marianne, Arial, sans-serif; max-width: 760px; margin: 2em auto;">'
-        f"<h1>{escape(title)}</h1>{body}</body></html>"
+        f"<main><h1>{escape(title)}</h1>{body}</main></body></html>"
     )

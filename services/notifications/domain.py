@@ -24,6 +24,7 @@ MESSAGES: dict[str, Category] = {
     "manager_welcome": "transactional",
     "referent_invitation": "transactional",
     "mission_submitted": "activity",
+    "organization_submitted": "activity",
     "mission_validated": "transactional",
     "mission_refused": "transactional",
     "mission_changes_requested": "transactional",
@@ -74,6 +75,13 @@ REFUSAL_REASONS = {
     "mission_unpublished": "la mission a été retirée de la publication",
     "other": "autre raison",
 }
+ORGANIZATION_KINDS = {
+    "association": "association",
+    "network_antenna": "antenne d’un réseau national",
+    "local_authority": "collectivité",
+    "public_establishment": "établissement public",
+    "other_public_service": "autre service public",
+}
 IMBALANCE_KINDS = {
     "too_many_volunteers": "beaucoup de bénévoles pour peu de places",
     "missions_without_candidates": "des missions restent sans candidat",
@@ -82,6 +90,10 @@ IMBALANCE_KINDS = {
 
 def reason_label(reason: str | None) -> str:
     return REFUSAL_REASONS.get(reason or "", reason or "")
+
+
+def organization_kind_label(kind: str | None) -> str:
+    return ORGANIZATION_KINDS.get(kind or "", kind or "")
 
 
 @dataclass(frozen=True)
@@ -186,9 +198,13 @@ def unsubscribe_token(secret: str, recipient_id: str, category: Category) -> str
 
 def read_unsubscribe_token(secret: str, token: str) -> tuple[str, Category]:
     payload, _, signature = token.partition(".")
-    if not hmac.compare_digest(signature, _signature(secret, payload)):
+    if not token.isascii() or not hmac.compare_digest(signature.encode(), _signature(secret, payload).encode()):
         raise INVALID_LINK
-    recipient_id, _, category = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode().partition("|")
+    try:
+        decoded = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode()
+    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        raise INVALID_LINK from None
+    recipient_id, _, category = decoded.partition("|")
     if category not in UNSUBSCRIBABLE:
         raise INVALID_LINK
     return recipient_id, category  # type: ignore[return-value]

@@ -83,6 +83,9 @@ async def project(documents: DocumentStore, event: Event, env: Envelope) -> None
                     {
                         **doc,
                         "name": event.name,
+                        "kind": event.kind,
+                        "siret": event.siret,
+                        "rna": event.rna,
                         "department": event.department,
                         "commune": event.commune,
                         "manager_ids": event.manager_ids,

@@ -125,7 +125,7 @@ async def mission_applications(mission_id: str, actor: ActingUser, ctx: Context)
     listed = []
     for application in await ctx.documents.find(APPLICATIONS, {"mission_id": mission_id}, sort=[("applied_at", 1)]):
         volunteer = await ctx.documents.get("volunteers", application["volunteer_id"]) or {}
-        personal = {}
+        personal: dict = {"erased": True}  # the volunteer erased their data: only the application's facts stay
         if not volunteer.get("erased"):
             events_personal = await handlers.profile(application["volunteer_id"])
             shown = (

@@ -143,8 +143,11 @@ class World:
     async def deliveries(self, **where) -> list[dict]:
         return await self.ctx.documents.find(DELIVERIES, where)
 
-    async def call(self, method: str, path: str, actor: Actor | None = None, **kwargs) -> httpx.Response:
-        return await self.client.request(method, path, headers=service_headers(self.app, actor), **kwargs)
+    async def call(
+        self, method: str, path: str, actor: Actor | None = None, *, headers: dict | None = None, **kwargs
+    ) -> httpx.Response:
+        headers = {**service_headers(self.app, actor), **(headers or {})}
+        return await self.client.request(method, path, headers=headers, **kwargs)
 
 
 @pytest.fixture
@@ -172,17 +175,19 @@ async def world(settings, smtp):
     ):
         w = World(app, client, smtp)
         await w.say(
-            AccountOpened(account_id=MANAGER, role="manager", email=await w.seal(MANAGER, {"email": MANAGER_EMAIL})),
-            organization("org-1", "Secours du Morbihan", MANAGER),
             AccountOpened(
                 account_id=REFERENT, role="referent", email=await w.seal(REFERENT, {"email": REFERENT_EMAIL})
             ),
             ReferentAppointed(referent_id=REFERENT, departments=["56"]),
+        )
+        await w.known("people", REFERENT, "departments")  # before org-1: its referent always hears of it
+        await w.say(
+            AccountOpened(account_id=MANAGER, role="manager", email=await w.seal(MANAGER, {"email": MANAGER_EMAIL})),
+            organization("org-1", "Secours du Morbihan", MANAGER),
             registered(VOLUNTEER, await w.seal(VOLUNTEER, {"first_name": "Camille", "email": VOLUNTEER_EMAIL})),
             MissionPublished(mission_id="mission-1", organization_id="org-1", content=content(), free_places=8),
         )
         await w.known("missions", "mission-1", "title")
-        await w.known("people", REFERENT, "departments")
         await w.known("people", VOLUNTEER, "contact")
         await w.known("organizations", "org-1", "manager_ids")
         yield w
@@ -322,6 +327,50 @@ async def test_a_refused_mission_online_is_told_once_as_unpublished(world):
     await world.notifications.on_event(catalog.decode(decision), decision)  # redelivered: told the same way
     await world.settled()
     assert not world.smtp.to(MANAGER_EMAIL, "n’a pas été retenue")
+
+
+async def test_organisation_registered_goes_to_its_departments_referents(world):
+    """An organisation waits for its department's referents (DOMAIN.md), as a submitted mission does."""
+    finistere, finistere_email = "referent-29", "referent@finistere.gouv.fr"
+    await world.say(
+        AccountOpened(
+            account_id=finistere, role="referent", email=await world.seal(finistere, {"email": finistere_email})
+        ),
+        ReferentAppointed(referent_id=finistere, departments=["29"]),
+    )
+    await world.known("people", finistere, "departments")
+    await world.say(
+        AccountOpened(account_id="manager-2", role="manager", email=await world.seal("manager-2", {"email": "m@a.fr"})),
+        OrganizationRegistered(
+            organization_id="org-2",
+            name="Maraudes de Lorient",
+            kind="association",
+            rna="W563000456",
+            postal_code="56100",
+            department="56",
+            commune="Lorient",
+            manager_ids=["manager-2"],
+        ),
+    )
+    mail = await world.mail(REFERENT_EMAIL, "Nouvelle structure à valider : Maraudes de Lorient")
+    assert "La structure Maraudes de Lorient (association, Lorient, département 56)" in mail.text
+    assert "RNA : W563000456" in mail.text
+    assert f"{PUBLIC_URL}/moderation/organizations/org-2" in mail.text
+    assert f'href="{PUBLIC_URL}/moderation/organizations/org-2"' in mail.html
+    assert mail.message["List-Unsubscribe"]  # activity: a referent may prefer the daily summary or the dashboard
+    registration = world.said[-1]
+    await world.notifications.on_event(catalog.decode(registration), registration)  # redelivered
+    await world.notifications.log.send_due()
+    await world.settled()
+    assert len(world.smtp.to(REFERENT_EMAIL, "Nouvelle structure à valider : Maraudes de Lorient")) == 1
+    assert not world.smtp.to(finistere_email, "Nouvelle structure")  # another department's referent
+    assert not world.smtp.to("m@a.fr", "Nouvelle structure")
+    # and it waits in the referents' daily list until it is decided
+    await world.notifications.run_schedule(later(1))
+    todo = await world.mail(REFERENT_EMAIL, "Ça bouge dans votre département")
+    assert "Structures à valider :" in todo.text and "- Maraudes de Lorient (56)" in todo.text
+    await world.settled()
+    assert not world.smtp.to(finistere_email, "Ça bouge")
 
 
 async def test_organisation_approved_goes_to_the_managers(world):
@@ -675,11 +724,13 @@ async def _count(world, *, n: int, **where) -> bool:
 async def test_unsubscribing_stops_news_and_keeps_transactional_emails(world):
     await world.say(invited("mission-1"))
     mail = await world.mail(VOLUNTEER_EMAIL, "vous propose une mission")
-    token = mail.message["List-Unsubscribe"].split("token=")[1].rstrip(">")
-    forged = await world.call("GET", "/notifications/unsubscribe", params={"token": token[:-2] + "xx"})
+    assert mail.message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    token = unsubscribe_token(mail)
+    one_click = {"data": {"List-Unsubscribe": "One-Click"}}  # RFC 8058: what a mail client posts
+    forged = await world.call("POST", "/notifications/unsubscribe", params={"token": token[:-2] + "xx"}, **one_click)
     assert forged.status_code == 400 and forged.json()["code"] == "invalid_unsubscribe_link"
-    page = await world.call("GET", "/notifications/unsubscribe", params={"token": token})
-    assert page.status_code == 200 and "Vous ne recevrez plus de propositions de missions" in page.text
+    done = await world.call("POST", "/notifications/unsubscribe", params={"token": token}, **one_click)
+    assert done.status_code == 200 and done.json() == {"unsubscribed": "news"}
     await world.say(
         MissionPublished(mission_id="mission-3", organization_id="org-1", content=content("Maraude"), free_places=8),
         invited("mission-3"),
@@ -692,6 +743,64 @@ async def test_unsubscribing_stops_news_and_keeps_transactional_emails(world):
     assert len(await world.deliveries(recipient_id=VOLUNTEER, status="opted_out")) == 1
     own = await world.call("GET", "/notifications/preferences", Actor(id=VOLUNTEER, role="volunteer"))
     assert own.json()["unsubscribed"] == ["news"]
+
+
+BROWSER = {"accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+
+
+def unsubscribe_token(mail) -> str:
+    return mail.message["List-Unsubscribe"].split("token=")[1].rstrip(">")
+
+
+async def test_opening_an_unsubscribe_link_only_asks_and_its_button_unsubscribes(world):
+    """Mail scanners and link previews open links: the GET shows what would stop, the POST of its form does it."""
+    volunteer = Actor(id=VOLUNTEER, role="volunteer")
+    await world.say(invited("mission-1"))
+    token = unsubscribe_token(await world.mail(VOLUNTEER_EMAIL, "vous propose une mission"))
+    for _ in range(2):  # a scanner, then the person
+        page = await world.call("GET", "/notifications/unsubscribe", params={"token": token}, headers=BROWSER)
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert '<html lang="fr">' in page.text and "Ne plus recevoir de propositions de missions ?" in page.text
+    assert "Ce qui s’arrête :</strong> les missions que les structures vous proposent" in page.text
+    assert "Ce qui continue :</strong> les e-mails sur votre compte et vos candidatures" in page.text
+    assert f'<form method="post" action="?token={token}">' in page.text
+    assert '<button type="submit"' in page.text and "Confirmer ma désinscription</button>" in page.text
+    assert page.headers["cache-control"] == "no-store" and page.headers["referrer-policy"] == "no-referrer"
+    assert (await world.call("GET", "/notifications/preferences", volunteer)).json()["unsubscribed"] == []
+    await world.say(
+        MissionPublished(mission_id="mission-3", organization_id="org-1", content=content("Maraude"), free_places=8),
+        invited("mission-3"),
+    )
+    still = await world.mail(VOLUNTEER_EMAIL, "vous propose une mission", count=2)  # still delivered
+    assert f"{PUBLIC_URL}/missions/mission-3" in still.text
+
+    for bad in ({"token": token[:-2] + "xx"}, {"token": "é" * 600}, {}):
+        refused = await world.call("GET", "/notifications/unsubscribe", params=bad, headers=BROWSER)
+        assert refused.status_code == 400 and refused.headers["content-type"].startswith("text/html")
+        assert 'data-code="invalid_unsubscribe_link"' in refused.text
+        assert "Ce lien de désinscription n’est pas valide." in refused.text and '<html lang="fr">' in refused.text
+    forged = await world.call(
+        "POST", "/notifications/unsubscribe", params={"token": token[:-2] + "xx"}, data={"token": "x"}, headers=BROWSER
+    )
+    assert forged.status_code == 400 and "Ce lien de désinscription n’est pas valide." in forged.text
+
+    # the form's button: the browser posts the form to the same address, and prefers HTML
+    confirmed = await world.call(
+        "POST", "/notifications/unsubscribe", params={"token": token}, data={"token": token}, headers=BROWSER
+    )
+    assert confirmed.status_code == 200 and confirmed.headers["content-type"].startswith("text/html")
+    assert '<html lang="fr">' in confirmed.text and "Désinscription enregistrée" in confirmed.text
+    assert "Vous ne recevrez plus de propositions de missions" in confirmed.text
+    assert (await world.call("GET", "/notifications/preferences", volunteer)).json()["unsubscribed"] == ["news"]
+    await world.say(
+        MissionPublished(mission_id="mission-4", organization_id="org-1", content=content("Collecte"), free_places=8),
+        invited("mission-4"),
+    )
+    await world.settled()
+    assert len(world.smtp.to(VOLUNTEER_EMAIL, "vous propose une mission")) == 2
+    assert [d["template"] for d in await world.deliveries(recipient_id=VOLUNTEER, status="opted_out")] == [
+        "mission_invitation"
+    ]
 
 
 async def test_scheduler_writes_one_reminder_per_period(world):

@@ -393,6 +393,12 @@ async def test_export_then_erasure_leaves_no_personal_field_readable_anywhere(vo
     facts = await volunteers.context.documents.get("volunteers", volunteer.id)
     assert facts["department"] == "56" and facts["age_bracket"] == "25-34"
 
+    async def shown_erased_to_managers() -> bool:
+        listing = (await volunteers.call(MANAGER, "GET", "/volunteers/missions/gdpr/applications")).json()
+        return [(a["status"], a["volunteer"], a["message"]) for a in listing] == [("cancelled", {"erased": True}, None)]
+
+    await eventually(shown_erased_to_managers, what="the managers' list showing an erased applicant")
+
     stored = await everything_stored(volunteers, settings)
     for personal in ("marguerite", "Marguerite", "Yourcenar", "yourcenar", "798765432", "98 76 54 32", "Écrivez"):
         assert personal not in stored, personal

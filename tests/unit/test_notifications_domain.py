@@ -86,6 +86,8 @@ def test_unsubscribe_links_are_signed():
         domain.unsubscribe_token("another secret", "volunteer-1", "news"),
         domain.unsubscribe_token("secret", "volunteer-1", "transactional"),  # type: ignore[arg-type]
         "garbage",
+        "é.é",  # not even ASCII: refused, not a crash
+        domain.unsubscribe_token("secret", "volunteer-1", "news").split(".")[0] + "!.0",
     ):
         with pytest.raises(Problem) as refused:
             domain.read_unsubscribe_token("secret", forged)
@@ -111,7 +113,15 @@ CONTEXT = {
     "mission": MISSION,
     "mission_id": "m1",
     "mission_url": "https://civique.test/missions/m1",
-    "organization": {"name": "Secours & Co", "status": "approved"},
+    "organization": {
+        "name": "Secours & Co",
+        "status": "pending",
+        "kind": "association",
+        "siret": "12345678900011",
+        "department": "56",
+        "commune": "Vannes",
+    },
+    "organization_id": "o1",
     "comment": "Précisez <l’encadrement>.",
     "reason": "unsafe_conditions",
     "departments": ["56"],

@@ -98,6 +98,10 @@ class Notifications:
             case ReferentInvited():
                 invitee = projections.invitee_id(event.invitation_id)
                 return to("referent_invitation", [invitee], departments=event.departments)
+            case OrganizationRegistered():
+                # it waits for the validation of its department's referents (DOMAIN.md), as a mission does
+                referents = await projections.referents_of(self.documents, event.department)
+                return to("organization_submitted", referents, organization_id=event.organization_id)
             case MissionSubmitted():
                 referents = await projections.referents_of(self.documents, event.content.department)
                 return to("mission_submitted", referents, mission_id=event.mission_id)
@@ -355,6 +359,10 @@ class Notifications:
         current = await self.preferences(person_id)
         await self.documents.put(PREFERENCES, person_id, {**current, **changes})
         return await self.preferences(person_id)
+
+    def unsubscribe_category(self, token: str) -> domain.Category:
+        """What a valid unsubscribe link would stop (it changes nothing: opening a link is not asking)."""
+        return domain.read_unsubscribe_token(self.settings.link_secret or "", token)[1]
 
     async def unsubscribe(self, token: str) -> domain.Category:
         person_id, category = domain.read_unsubscribe_token(self.settings.link_secret or "", token)

@@ -28,6 +28,7 @@ class Letters:
             env.filters["fr_date"] = lambda value: date.fromisoformat(str(value)[:10]).strftime("%d/%m/%Y")
             env.filters["domain_label"] = lambda value: DOMAIN_LABELS.get(value, value)
             env.filters["reason_label"] = domain.reason_label
+            env.filters["organization_kind_label"] = domain.organization_kind_label
             env.filters["imbalance_label"] = domain.IMBALANCE_KINDS.get
         self.html.filters["paragraphs"] = paragraphs
 
