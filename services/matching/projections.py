@@ -24,6 +24,7 @@ from shared.events import (
     MissionCancelled,
     MissionClosed,
     MissionFilled,
+    MissionPlacesChanged,
     MissionPublished,
     MissionReopened,
     MissionUnpublished,
@@ -41,7 +42,15 @@ from shared.runtime.projections import fresh_document
 
 MISSIONS, VOLUNTEERS, APPLICATIONS = "missions", "volunteers", "applications"
 ORGANIZATIONS, REFERENTS = "organizations", "referents"
-MISSION_EVENTS = (MissionPublished, MissionFilled, MissionReopened, MissionClosed, MissionCancelled, MissionUnpublished)
+MISSION_EVENTS = (
+    MissionPublished,
+    MissionFilled,
+    MissionReopened,
+    MissionPlacesChanged,
+    MissionClosed,
+    MissionCancelled,
+    MissionUnpublished,
+)
 VOLUNTEER_EVENTS = (VolunteerRegistered, VolunteerProfileUpdated, VolunteerErased)
 APPLICATION_STATUS = {
     ApplicationReceived: "pending",
@@ -89,6 +98,8 @@ async def on_mission_event(documents: DocumentStore, event: Event, env: Envelope
             }
         case MissionReopened():
             doc |= {"live": True, "free_places": event.free_places}
+        case MissionPlacesChanged():
+            doc["free_places"] = event.free_places
         case MissionFilled():
             doc["free_places"] = 0
         case _:

@@ -1,7 +1,7 @@
 """HTTP API of the missions service: parse, authorise, call a handler, answer."""
 
 from datetime import date
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -9,8 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from services.missions.handlers import NOT_FOUND_MISSION, MissionsHandlers
 from services.missions.projections import MISSIONS, REFERENTS
 from shared import geo
+from shared.contracts.organizations import OrganizationProfile
 from shared.events import Actor, OrganizationRegistered, new_id
-from shared.events.vocabulary import Domain, MissionContent, OrganizationKind, Place, SafetyConditions
+from shared.events.vocabulary import Domain, MissionContent, Place, SafetyConditions
 from shared.runtime.actors import ActingUser, Visitor, require_role
 from shared.runtime.app import ServiceContext, service_context
 from shared.runtime.problems import Problem
@@ -22,17 +23,6 @@ Text = Annotated[str, StringConstraints(strip_whitespace=True)]
 
 class Input(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class OrganizationInput(Input):
-    name: Annotated[Text, StringConstraints(min_length=2, max_length=200)]
-    kind: OrganizationKind
-    establishment_type: Literal["school", "medical", "social", "medico_social"] | None = None
-    siret: Annotated[str, StringConstraints(strip_whitespace=True)] | None = None
-    rna: Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True)] | None = None
-    postal_code: str
-    commune: str | None = None
-    description: Annotated[Text, StringConstraints(max_length=2000)] | None = None
 
 
 class PlaceInput(Input):
@@ -87,7 +77,7 @@ def content_of(body: MissionInput, organization: dict) -> MissionContent:
 
 
 @router.post("/organizations", status_code=201)
-async def register_organization(body: OrganizationInput, actor: ActingUser, ctx: Context) -> dict:
+async def register_organization(body: OrganizationProfile, actor: ActingUser, ctx: Context) -> dict:
     require_role(actor, "manager")
     commune = locate(body.postal_code, body.commune, "postal_code")
     registration = OrganizationRegistered(

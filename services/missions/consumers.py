@@ -13,6 +13,7 @@ from shared.events import (
     MissionEdited,
     MissionFilled,
     MissionModerated,
+    MissionPlacesChanged,
     MissionPublished,
     MissionRefused,
     MissionReopened,
@@ -38,6 +39,7 @@ MISSION_EVENTS = (
     MissionUnpublished,
     MissionFilled,
     MissionReopened,
+    MissionPlacesChanged,
     MissionClosed,
     MissionCancelled,
 )

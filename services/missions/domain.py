@@ -9,11 +9,12 @@ A mission is published only once a referent validated it (pre-moderation) or at 
 department moderates afterwards (post), and in both cases only if its organisation is approved.
 """
 
-import re
 from dataclasses import dataclass, replace
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Literal
+from zoneinfo import ZoneInfo
 
+from shared.contracts.organizations import RNA, siret_is_valid
 from shared.events import (
     Event,
     MissionCancelled,
@@ -22,6 +23,7 @@ from shared.events import (
     MissionEdited,
     MissionFilled,
     MissionModerated,
+    MissionPlacesChanged,
     MissionPublished,
     MissionReopened,
     MissionSubmitted,
@@ -44,22 +46,6 @@ def refused(code: str, detail: str, status: int = 409) -> Problem:
 
 
 # ---- organisations ----
-
-SIRET = re.compile(r"^\d{14}$")
-RNA = re.compile(r"^W\d{9}$")
-LA_POSTE_SIREN = "356000000"  # its SIRETs follow their own checksum rule
-
-
-def siret_is_valid(siret: str) -> bool:
-    """14 digits with a valid Luhn checksum (La Poste's offices may instead have a digit sum multiple of 5)."""
-    if not SIRET.match(siret):
-        return False
-    total = 0
-    for i, digit in enumerate(int(d) for d in reversed(siret)):
-        doubled = digit * 2 if i % 2 else digit
-        total += doubled - 9 if doubled > 9 else doubled
-    la_poste_office = siret.startswith(LA_POSTE_SIREN) and sum(int(d) for d in siret) % 5 == 0
-    return total % 10 == 0 or la_poste_office
 
 
 def register_organization(registration: OrganizationRegistered) -> list[Event]:
@@ -108,7 +94,7 @@ class Mission:
                 return replace(mission, content=event.content)
             case MissionSubmitted():
                 return replace(mission, content=event.content, moderation=event.moderation or "pre")
-            case MissionPublished() | MissionReopened():
+            case MissionPublished() | MissionReopened() | MissionPlacesChanged():
                 return replace(mission, free_places=event.free_places)
             case MissionFilled():
                 return replace(mission, free_places=0)
@@ -157,46 +143,104 @@ def check_content(content: MissionContent) -> None:
         raise Problem(422, "invalid_mission", "Certaines informations sur la mission sont invalides.", fields=fields)
 
 
-def draft_mission(mission: Mission, organization_id: str, content: MissionContent) -> list[Event]:
+# ---- dates: a mission whose end is past can never be published ----
+
+PARIS = ZoneInfo("Europe/Paris")
+OVERSEAS_TIME_ZONES = {
+    "971": ZoneInfo("America/Guadeloupe"),
+    "972": ZoneInfo("America/Martinique"),
+    "973": ZoneInfo("America/Cayenne"),
+    "974": ZoneInfo("Indian/Reunion"),
+    "975": ZoneInfo("America/Miquelon"),
+    "976": ZoneInfo("Indian/Mayotte"),
+}
+
+
+def local_date(department: str, moment: datetime) -> date:
+    """The day it is at `moment` where the mission takes place (overseas departments keep their own time)."""
+    return moment.astimezone(OVERSEAS_TIME_ZONES.get(department, PARIS)).date()
+
+
+ENDED = "La date de fin est déjà passée : une mission terminée ne peut pas être publiée."
+
+
+def has_ended(content: MissionContent, now: datetime) -> bool:
+    return content.end_date is not None and content.end_date < local_date(content.department, now)
+
+
+def check_dates(content: MissionContent, now: datetime, begun_on: date | None = None) -> None:
+    """No date already past, except the start of a mission that has begun (`begun_on`), which it keeps."""
+    fields = {}
+    today = local_date(content.department, now)
+    if has_ended(content, now):
+        fields["end_date"] = ENDED
+    if content.start_date is not None and content.start_date < today and content.start_date != begun_on:
+        fields["start_date"] = "La date de début est déjà passée : choisissez aujourd’hui ou une date à venir."
+    if fields:
+        raise Problem(422, "mission_dates_past", "Les dates de la mission sont déjà passées.", fields=fields)
+
+
+def draft_mission(mission: Mission, organization_id: str, content: MissionContent, now: datetime) -> list[Event]:
     if mission.exists:
         raise refused("mission_exists", "Cette mission existe déjà.")
     check_content(content)
+    check_dates(content, now)
     return [MissionDrafted(mission_id=mission.id, organization_id=organization_id, content=content)]
 
 
-def edit_mission(mission: Mission, content: MissionContent) -> list[Event]:
+def edit_mission(mission: Mission, content: MissionContent, now: datetime) -> list[Event]:
     mission.require("draft", "changes_requested", action="modifier")
     check_content(content)
+    assert mission.content is not None
+    start = mission.content.start_date
+    begun = start if start is not None and start < local_date(mission.content.department, now) else None
+    check_dates(content, now, begun_on=begun)
     return [MissionEdited(mission_id=mission.id, organization_id=mission.organization_id, content=content)]
 
 
-def submit_mission(mission: Mission, policy: ModerationPolicy, organization_approved: bool) -> list[Event]:
+def submit_mission(
+    mission: Mission, policy: ModerationPolicy, organization_approved: bool, now: datetime, accepted: int = 0
+) -> list[Event]:
+    """Submit for moderation (published at once under post-moderation); a mission already over cannot be."""
     mission.require("draft", "changes_requested", action="soumettre")
     assert mission.content is not None
+    if has_ended(mission.content, now):
+        raise Problem(
+            422,
+            "mission_dates_past",
+            "La date de fin de la mission est déjà passée : modifiez-la avant de la soumettre.",
+            fields={"end_date": ENDED},
+        )
     submitted = MissionSubmitted(
         mission_id=mission.id, organization_id=mission.organization_id, content=mission.content, moderation=policy
     )
-    return [submitted, *publish_if_ready(mission.apply(submitted), organization_approved)]
+    return [submitted, *publish_if_ready(mission.apply(submitted), organization_approved, now, accepted)]
 
 
-def publish_if_ready(mission: Mission, organization_approved: bool) -> list[Event]:
-    """Publish a mission cleared by moderation (validated, or submitted under post-moderation)."""
+def publish_if_ready(mission: Mission, organization_approved: bool, now: datetime, accepted: int = 0) -> list[Event]:
+    """Publish a mission cleared by moderation (validated, or submitted under post-moderation), unless its
+    end is past (it stays validated and closes by itself). `accepted` volunteers kept from an earlier
+    publication (before a post-moderation review took it offline) still hold their places."""
     cleared = mission.status == "validated" or (mission.status == "submitted" and mission.moderation == "post")
     if not (cleared and organization_approved):
         return []
     assert mission.content is not None
-    return [
-        MissionPublished(
-            mission_id=mission.id,
-            organization_id=mission.organization_id,
-            content=mission.content,
-            free_places=mission.content.places,
-        )
-    ]
+    if has_ended(mission.content, now):
+        return []
+    free = max(0, mission.content.places - accepted)
+    common = {"mission_id": mission.id, "organization_id": mission.organization_id}
+    published = MissionPublished(**common, content=mission.content, free_places=free)
+    return [published] if free else [published, MissionFilled(**common)]
 
 
 def apply_decision(
-    mission: Mission, decision: Decision, reason: str | None, comment: str | None, organization_approved: bool
+    mission: Mission,
+    decision: Decision,
+    reason: str | None,
+    comment: str | None,
+    organization_approved: bool,
+    now: datetime,
+    accepted: int = 0,
 ) -> list[Event]:
     """Apply a referent's decision; a decision the mission already reflects changes nothing."""
     reviewable = ("submitted", "published", "filled") if mission.moderation == "post" else ("submitted",)
@@ -220,18 +264,22 @@ def apply_decision(
                 reason=comment or reason or decision,
             )
         )
-    return events + publish_if_ready(mission.apply(moderated), organization_approved)
+    return events + publish_if_ready(mission.apply(moderated), organization_approved, now, accepted)
 
 
 def update_capacity(mission: Mission, accepted: int) -> list[Event]:
-    """Filled when every place is taken; reopened when one frees."""
+    """Follow the places taken by accepted volunteers: filled when every place is taken, reopened when one
+    frees, and every other change of a published mission's free places told as it happens."""
     if mission.content is None:
         return []
     free = max(0, mission.content.places - accepted)
+    common = {"mission_id": mission.id, "organization_id": mission.organization_id}
     if mission.status == "published" and free == 0:
-        return [MissionFilled(mission_id=mission.id, organization_id=mission.organization_id)]
+        return [MissionFilled(**common)]
+    if mission.status == "published" and free != mission.free_places:
+        return [MissionPlacesChanged(**common, free_places=free)]
     if mission.status == "filled" and free > 0:
-        return [MissionReopened(mission_id=mission.id, organization_id=mission.organization_id, free_places=free)]
+        return [MissionReopened(**common, free_places=free)]
     return []
 
 

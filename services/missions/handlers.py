@@ -1,6 +1,7 @@
 """Missions application layer: load the aggregate, run the command, append with optimistic concurrency."""
 
-from datetime import date
+from datetime import UTC, date, datetime
+from functools import partial
 
 from services.missions import domain
 from services.missions.projections import DECISIONS, MISSIONS, ORGANIZATIONS, POLICIES, accepted_count
@@ -12,6 +13,10 @@ from shared.runtime.streams import append_events, decide_and_append, load_stream
 
 NOT_FOUND_ORGANIZATION = Problem(404, "organization_not_found", "Cette organisation est introuvable.")
 NOT_FOUND_MISSION = Problem(404, "mission_not_found", "Cette mission est introuvable.")
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
 
 
 class MissionsHandlers:
@@ -59,7 +64,7 @@ class MissionsHandlers:
     async def draft(self, organization_id: str, content: MissionContent, actor: Actor) -> str:
         await self.managed_organization(organization_id, actor)
         mission_id = new_id()
-        await self._decide(mission_id, lambda m: domain.draft_mission(m, organization_id, content), actor)
+        await self._decide(mission_id, lambda m: domain.draft_mission(m, organization_id, content, now()), actor)
         return mission_id
 
     async def managed_mission(self, mission_id: str, actor: Actor) -> domain.Mission:
@@ -71,14 +76,15 @@ class MissionsHandlers:
 
     async def edit(self, mission_id: str, content: MissionContent, actor: Actor) -> None:
         await self.managed_mission(mission_id, actor)
-        await self._decide(mission_id, lambda m: domain.edit_mission(m, content), actor)
+        await self._decide(mission_id, lambda m: domain.edit_mission(m, content, now()), actor)
 
     async def submit(self, mission_id: str, actor: Actor) -> None:
         mission = await self.managed_mission(mission_id, actor)
         assert mission.content is not None
         policy = await self.policy(mission.content.department)
         approved = await self.organization_approved(mission.organization_id)
-        await self._decide(mission_id, lambda m: domain.submit_mission(m, policy, approved), actor)
+        accepted = await accepted_count(self.documents, mission_id)  # kept from an earlier publication
+        await self._decide(mission_id, lambda m: domain.submit_mission(m, policy, approved, now(), accepted), actor)
 
     async def cancel(self, mission_id: str, reason: str, actor: Actor) -> None:
         await self.managed_mission(mission_id, actor)
@@ -95,8 +101,11 @@ class MissionsHandlers:
     ) -> None:
         mission, _ = await self._load(mission_id)
         approved = await self.organization_approved(mission.organization_id)
+        accepted = await accepted_count(self.documents, mission_id)
         await self._decide(
-            mission_id, lambda m: domain.apply_decision(m, decision, reason, comment, approved), cause=cause
+            mission_id,
+            lambda m: domain.apply_decision(m, decision, reason, comment, approved, now(), accepted),
+            cause=cause,
         )
 
     async def publish_if_approved(self, mission_id: str, cause: Envelope) -> None:
@@ -105,7 +114,8 @@ class MissionsHandlers:
         missions, this reads the approval after the mission was written, so one of the two publishes."""
         mission, _ = await self._load(mission_id)
         if await self.organization_approved(mission.organization_id):
-            await self._decide(mission_id, lambda m: domain.publish_if_ready(m, True), cause=cause)
+            accepted = await accepted_count(self.documents, mission_id)
+            await self._decide(mission_id, lambda m: domain.publish_if_ready(m, True, now(), accepted), cause=cause)
 
     async def publish_missions_of(self, organization_id: str, cause: Envelope) -> None:
         # every mission not yet over: the read model may lag behind the event store, the aggregate decides
@@ -114,7 +124,9 @@ class MissionsHandlers:
             "status": {"$nin": ["published", "filled", "closed", "cancelled"]},
         }
         for doc in await self.documents.find(MISSIONS, ongoing):
-            await self._decide(doc["id"], lambda m: domain.publish_if_ready(m, True), cause=cause)
+            accepted = await accepted_count(self.documents, doc["id"])
+            publish = partial(domain.publish_if_ready, organization_approved=True, now=now(), accepted=accepted)
+            await self._decide(doc["id"], publish, cause=cause)
 
     async def update_capacity(self, mission_id: str, cause: Envelope) -> None:
         accepted = await accepted_count(self.documents, mission_id)

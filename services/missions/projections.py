@@ -17,6 +17,7 @@ from shared.events import (
     MissionEdited,
     MissionFilled,
     MissionModerated,
+    MissionPlacesChanged,
     MissionPublished,
     MissionReopened,
     MissionUnpublished,
@@ -102,7 +103,7 @@ async def on_mission_event(documents: DocumentStore, event: Event, env: Envelope
     match event:
         case MissionModerated(decision="refused" | "changes_requested"):
             mission["review_comment"] = event.comment or event.reason
-        case MissionPublished() | MissionReopened():
+        case MissionPublished() | MissionReopened() | MissionPlacesChanged():
             mission["free_places"] = event.free_places
         case MissionFilled():
             mission["free_places"] = 0

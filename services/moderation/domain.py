@@ -1,7 +1,9 @@
 """Referents, per-department policy and decisions: state from events, commands that return events."""
 
+import re
+import unicodedata
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from shared.events import (
     Event,
@@ -105,6 +107,35 @@ def decide_mission(
             422, "comment_required", "Expliquez les modifications attendues.", fields={"comment": "obligatoire"}
         )
     return [MissionChangesRequested(**common, comment=comment)]
+
+
+# ---- possible duplicates of an organisation (as JeVeuxAider shows them to referents) ----
+
+DuplicateReason = Literal["siret", "rna", "name"]
+LIGATURES = str.maketrans({"œ": "oe", "Œ": "OE", "æ": "ae", "Æ": "AE"})
+
+
+def name_key(name: str) -> str:
+    """A name as it may be typed twice: case, accents, punctuation and spacing set aside."""
+    decomposed = unicodedata.normalize("NFKD", name.translate(LIGATURES))
+    letters = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+    return " ".join(re.findall(r"[a-z0-9]+", letters))
+
+
+def duplicate_reasons(organization: dict[str, Any], other: dict[str, Any]) -> list[DuplicateReason]:
+    """Why `other` may be the same organisation registered again: same SIRET, same RNA, or the same
+    name in the same department. Registration stays open (a SIRET can be mistyped, an antenna
+    share a name): the referent decides, knowing."""
+    if other["id"] == organization["id"]:
+        return []
+    reasons: list[DuplicateReason] = []
+    for number in ("siret", "rna"):
+        if organization.get(number) and other.get(number) == organization[number]:
+            reasons.append(number)  # type: ignore[arg-type]
+    same_name = organization.get("name_key") and other.get("name_key") == organization["name_key"]
+    if same_name and other.get("department") == organization.get("department"):
+        reasons.append("name")
+    return reasons
 
 
 def decide_organization(

@@ -68,8 +68,9 @@ class ModerationHandlers:
         entries = await self.documents.find(
             QUEUE, {"department": department, "pending": True}, sort=[("submitted_at", 1)], limit=1000
         )
-        return [
-            {
+        queue = []
+        for e in entries:
+            item = {
                 "id": e["id"],
                 "kind": e["kind"],
                 "title": e["title"],
@@ -77,8 +78,34 @@ class ModerationHandlers:
                 "submitted_at": e["submitted_at"],
                 "age_hours": round((now - datetime.fromisoformat(e["submitted_at"])).total_seconds() / 3600, 1),
             }
-            for e in entries
-        ]
+            if e["kind"] == "organization":
+                item["possible_duplicates"] = await self.possible_duplicates(e["id"])
+            queue.append(item)
+        return queue
+
+    async def possible_duplicates(self, organization_id: str) -> list[dict]:
+        """Organisations registered with the same SIRET, the same RNA, or the same name in the department,
+        whatever their department or status, for the referent to check before deciding."""
+        organization = await self.documents.get(ORGANIZATIONS, organization_id)
+        if organization is None:
+            return []
+        lookups = [{number: organization[number]} for number in ("siret", "rna") if organization.get(number)]
+        if organization.get("name_key"):
+            lookups.append({"department": organization["department"], "name_key": organization["name_key"]})
+        candidates = {o["id"]: o for where in lookups for o in await self.documents.find(ORGANIZATIONS, where)}
+        found = []
+        for other in sorted(candidates.values(), key=lambda o: o["id"]):
+            if reasons := domain.duplicate_reasons(organization, other):
+                found.append(
+                    {
+                        "id": other["id"],
+                        "name": other.get("name"),
+                        "department": other.get("department"),
+                        "status": other.get("status", "pending"),
+                        "matched_on": reasons,
+                    }
+                )
+        return found
 
     async def decide_mission(
         self,

@@ -3,6 +3,7 @@
 Every document remembers the version of each stream it reflects, so redelivery changes nothing.
 """
 
+from services.moderation.domain import name_key
 from shared.events import (
     Envelope,
     Event,
@@ -12,6 +13,7 @@ from shared.events import (
     MissionDrafted,
     MissionFilled,
     MissionModerated,
+    MissionPlacesChanged,
     MissionPublished,
     MissionRefused,
     MissionReopened,
@@ -44,6 +46,9 @@ async def setup(documents: DocumentStore) -> None:
     await documents.ensure_index(QUEUE, ["department", "pending", "submitted_at"])
     await documents.ensure_index(MISSIONS, ["department", "status"])
     await documents.ensure_index(ORGANIZATIONS, ["department", "status"])
+    await documents.ensure_index(ORGANIZATIONS, ["siret"])
+    await documents.ensure_index(ORGANIZATIONS, ["rna"])
+    await documents.ensure_index(ORGANIZATIONS, ["department", "name_key"])
     await documents.ensure_index(VOLUNTEERS, ["department"])
 
 
@@ -107,7 +112,15 @@ async def on_organization_registered(documents: DocumentStore, event: Organizati
     if current is None:
         await documents.put(QUEUE, event.organization_id, {"id": event.organization_id, **entry})
     organization = await documents.get(ORGANIZATIONS, event.organization_id) or {"status": "pending"}
-    organization.update(id=event.organization_id, department=event.department, name=event.name, kind=event.kind)
+    organization.update(
+        id=event.organization_id,
+        department=event.department,
+        name=event.name,
+        name_key=name_key(event.name),
+        kind=event.kind,
+        siret=event.siret,
+        rna=event.rna,
+    )
     await documents.put(ORGANIZATIONS, event.organization_id, organization)
 
 
@@ -135,7 +148,7 @@ async def on_mission_event(documents: DocumentStore, event: Event, env: Envelope
         doc.update(department=content.department, domain=content.domain, places=content.places)
     doc["status"] = mission_status_after(event, doc.get("status"))
     match event:
-        case MissionPublished() | MissionReopened():
+        case MissionPublished() | MissionReopened() | MissionPlacesChanged():
             doc["free_places"] = event.free_places
         case MissionFilled():
             doc["free_places"] = 0
@@ -159,6 +172,7 @@ MISSION_EVENTS = (
     MissionPublished,
     MissionFilled,
     MissionReopened,
+    MissionPlacesChanged,
     MissionClosed,
     MissionCancelled,
 )

@@ -91,6 +91,15 @@ class MissionReopened(MissionEvent):
 
 
 @catalog.register
+class MissionPlacesChanged(MissionEvent):
+    """A published mission's free places changed (an acceptance, a withdrawal, a cancellation) without
+    filling it: MissionFilled and MissionReopened say the other changes of free places."""
+
+    organization_id: str
+    free_places: int
+
+
+@catalog.register
 class MissionClosed(MissionEvent):
     organization_id: str
     reason: Literal["ended", "closed_by_organization"]

@@ -14,6 +14,7 @@ from shared.events import (
     ApplicationReceived,
     Event,
     MissionFilled,
+    MissionPlacesChanged,
     MissionPublished,
     OrganizationRegistered,
     ReferentAppointed,
@@ -305,6 +306,28 @@ async def test_territory_figures_imbalances_and_idle_volunteers(matching, settin
     outreach, _ = await load_stream(handlers.store, outreach_stream("v1"))
     assert isinstance(outreach[0], VolunteerIdle) and outreach[0].nearby_mission_ids == ["m1"]
     assert long_ago < day
+
+
+async def test_search_and_territory_show_the_places_left_after_each_acceptance(matching):
+    await matching.say(published("m1", "56000", places=3))
+    await search(matching, 1, postal_code="56000")
+
+    async def places_left(free: int) -> None:
+        async def shown():
+            found = (await matching.get(None, "/matching/missions", postal_code="56000")).json()["missions"]
+            territory = await matching.get(REFERENT, "/matching/territories/56")  # 403 until the referent is known
+            domains = territory.json()["domains"] if territory.status_code == 200 else []
+            open_places = [d["open_places"] for d in domains if d["domain"] == "food_and_emergency_aid"]
+            return True if [m["free_places"] for m in found] == [free] and open_places == [free] else None
+
+        await matching.settled(shown, f"{free} places left")
+
+    await matching.say(MissionPlacesChanged(mission_id="m1", organization_id="org-1", free_places=2))
+    await places_left(2)
+    await matching.say(MissionPlacesChanged(mission_id="m1", organization_id="org-1", free_places=1))
+    await places_left(1)
+    await matching.say(MissionPlacesChanged(mission_id="m1", organization_id="org-1", free_places=3))  # withdrawals
+    await places_left(3)
 
 
 async def test_redelivered_events_change_nothing(matching):

@@ -1,19 +1,33 @@
 """Missions and moderation services together, on both backends: the publication flow in both
-policies, territorial scoping role by role, concurrent decisions, redelivered decisions."""
+policies, territorial scoping role by role, concurrent decisions, redelivered decisions, free places
+followed everywhere they show, dates already past."""
 
 import asyncio
-from datetime import date
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 
+from services.matching import service as matching_service
 from services.missions import service as missions_service
+from services.missions.domain import local_date
 from services.missions.handlers import MissionsHandlers
 from services.missions.projections import POLICIES
 from services.moderation import service as moderation_service
-from shared.events import Actor, ApplicationAccepted, ApplicationWithdrawn, Envelope, MissionValidated
+from shared.events import (
+    Actor,
+    ApplicationAccepted,
+    ApplicationCancelled,
+    ApplicationWithdrawn,
+    Envelope,
+    MissionEdited,
+    MissionValidated,
+)
+from shared.events.vocabulary import MissionContent
 from shared.runtime.app import create_app
 from shared.runtime.ports import OutgoingMessage
+from shared.runtime.streams import append_events
 from tests.conftest import eventually, service_headers
 
 ADMIN = Actor(id="admin-1", role="admin")
@@ -23,6 +37,7 @@ MANAGER_A = Actor(id="manager-a", role="manager")
 MANAGER_B = Actor(id="manager-b", role="manager")
 VOLUNTEER = Actor(id="vol-1", role="volunteer")
 
+TODAY = local_date("56", datetime.now(UTC))  # the day it is in Vannes, where MISSION takes place
 MISSION = {
     "title": "Distribution de colis alimentaires",
     "description": "Préparer et distribuer des colis aux familles de Vannes.",
@@ -30,7 +45,7 @@ MISSION = {
     "remote": False,
     "place": {"address": "12 rue du Port", "postal_code": "56000"},
     "places": 4,
-    "end_date": "2026-12-20",
+    "end_date": (TODAY + timedelta(days=60)).isoformat(),
     "safety": {"distancing": True, "protective_equipment": True, "supervision": False},
 }
 
@@ -111,9 +126,9 @@ class Platform:
         )
 
 
-@pytest.fixture
-async def platform(settings):
-    app = create_app(settings, [missions_service, moderation_service])
+@asynccontextmanager
+async def running(settings, services):
+    app = create_app(settings, services)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://civique.test") as client:
@@ -121,6 +136,20 @@ async def platform(settings):
             await platform.ok(ADMIN, "PUT", "/moderation/referents/ref-56", json={"departments": ["56"]})
             await platform.ok(ADMIN, "PUT", "/moderation/referents/ref-29", json={"departments": ["29", "2A"]})
             yield platform
+
+
+@pytest.fixture
+async def platform(settings):
+    async with running(settings, [missions_service, moderation_service]) as platform:
+        yield platform
+
+
+@pytest.fixture
+async def platform_with_search(settings):
+    """With the matching service too: its search and territory figures show places."""
+    fast_index = settings.model_copy(update={"index_refresh_s": 0.05})
+    async with running(fast_index, [missions_service, moderation_service, matching_service]) as platform:
+        yield platform
 
 
 async def test_pre_moderation_a_mission_is_published_once_validated_and_counted(platform):
@@ -341,9 +370,170 @@ async def test_a_mission_fills_and_reopens_with_volunteers_acceptances(platform)
 
 
 async def test_missions_close_by_themselves_a_month_after_their_end(platform):
-    mission_id = await published_mission(platform, end_date="2026-01-31")
+    end = TODAY + timedelta(days=1)
+    mission_id = await published_mission(platform, end_date=end.isoformat())
     handlers = MissionsHandlers(platform.app.state.runtime.context("missions"))
-    assert await handlers.close_ended_missions(date(2026, 3, 1)) == 0
-    assert await handlers.close_ended_missions(date(2026, 3, 3)) == 1
+    assert await handlers.close_ended_missions(end + timedelta(days=29)) == 0
+    assert await handlers.close_ended_missions(end + timedelta(days=30)) == 1
     await platform.mission_status(MANAGER_A, mission_id, "closed")
-    assert await handlers.close_ended_missions(date(2026, 3, 4)) == 0  # the job runs again: nothing more
+    assert await handlers.close_ended_missions(end + timedelta(days=31)) == 0  # the job runs again: nothing more
+
+
+async def places_shown(platform: Platform, mission_id: str) -> dict:
+    """The free places of a mission as each read model shows them (None where it cannot yet answer)."""
+
+    async def read(actor: Actor | None, path: str, **params):
+        answer = await platform.call(actor, "GET", path, params=params)
+        return answer.json() if answer.status_code == 200 else None
+
+    mission = await read(VOLUNTEER, f"/missions/missions/{mission_id}") or {}
+    listed = await read(MANAGER_A, f"/missions/organizations/{mission.get('organization_id')}/missions") or []
+    dashboard = await read(REFERENT_56, "/moderation/departments/56/dashboard") or {}
+    search = await read(None, "/matching/missions", postal_code="56000") or {}
+    territory = await read(REFERENT_56, "/matching/territories/56") or {}  # once matching knows the referent
+    return {
+        "mission": (mission.get("status"), mission.get("free_places")),
+        "organisation's list": [m["free_places"] for m in listed if m["id"] == mission_id],
+        "dashboard": dashboard.get("places"),
+        "search": [m["free_places"] for m in search.get("missions", []) if m["id"] == mission_id],
+        "territory": [d["open_places"] for d in territory.get("domains", []) if d["domain"] == MISSION["domain"]],
+    }
+
+
+async def test_free_places_follow_each_acceptance_withdrawal_and_cancellation(platform_with_search):
+    platform = platform_with_search
+    mission_id = await published_mission(platform, places=3)
+    bus = platform.app.state.runtime.bus
+    roster = {"version": 0}
+
+    async def volunteers_say(event) -> None:
+        roster["version"] += 1
+        await bus.publish([OutgoingMessage.of(event.envelope(roster["version"]))])
+
+    async def places_are(free: int) -> None:
+        expected = {
+            "mission": ("published", free),
+            "organisation's list": [free],
+            "dashboard": {"offered": 3, "filled": 3 - free, "free": free},
+            "search": [free],
+            "territory": [free],
+        }
+        seen = {}
+
+        async def everywhere() -> bool:
+            seen["last"] = await places_shown(platform, mission_id)
+            return seen["last"] == expected
+
+        try:
+            await eventually(everywhere, what=f"{free} free places everywhere")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; shown: {seen.get('last')}") from None
+
+    def application(n: int) -> dict:
+        return {"mission_id": mission_id, "organization_id": "o", "volunteer_id": f"v{n}", "application_id": f"a{n}"}
+
+    await places_are(3)
+    await volunteers_say(ApplicationAccepted(**application(1)))
+    await places_are(2)
+    await volunteers_say(ApplicationAccepted(**application(2)))
+    await places_are(1)
+    await volunteers_say(ApplicationWithdrawn(**application(1), reason="not_available"))
+    await places_are(2)
+    await volunteers_say(ApplicationCancelled(**application(2), reason="volunteer_erased"))
+    await places_are(3)
+
+
+async def test_a_mission_with_dates_already_past_is_refused(platform):
+    organization_id = await platform.register_approved_organization(MANAGER_A, "56000", REFERENT_56)
+    path = f"/missions/organizations/{organization_id}/missions"
+    answer = await platform.call(
+        MANAGER_A, "POST", path, json={**MISSION, "start_date": "2020-01-01", "end_date": "2020-01-15"}
+    )
+    assert answer.status_code == 422, answer.text
+    problem = answer.json()
+    assert problem["code"] == "mission_dates_past"
+    assert set(problem["fields"]) == {"start_date", "end_date"}
+    assert "déjà passée" in problem["fields"]["end_date"] and "déjà passées" in problem["detail"]
+    yesterday = (TODAY - timedelta(days=1)).isoformat()
+    only_the_end = await platform.call(MANAGER_A, "POST", path, json={**MISSION, "end_date": yesterday})
+    assert (only_the_end.status_code, set(only_the_end.json()["fields"])) == (422, {"end_date"})
+    starting_today = await platform.call(
+        MANAGER_A, "POST", path, json={**MISSION, "start_date": TODAY.isoformat(), "end_date": TODAY.isoformat()}
+    )
+    assert starting_today.status_code == 201, starting_today.text
+
+
+async def test_a_mission_that_has_begun_keeps_its_start_when_edited(platform):
+    organization_id = await platform.register_approved_organization(MANAGER_A, "56000", REFERENT_56)
+    in_a_month = (TODAY + timedelta(days=30)).isoformat()
+    drafted = await platform.ok(
+        MANAGER_A,
+        "POST",
+        f"/missions/organizations/{organization_id}/missions",
+        json={**MISSION, "start_date": TODAY.isoformat(), "end_date": in_a_month},
+    )
+    mission_id = drafted["mission_id"]
+    # time passes: the mission began five days ago and is still being edited
+    began = TODAY - timedelta(days=5)
+    store = platform.app.state.runtime.context("missions").store
+    content = MissionContent(**{**(await store.read(mission_id))[0].data["content"], "start_date": began})
+    await append_events(
+        store, mission_id, 1, [MissionEdited(mission_id=mission_id, organization_id=organization_id, content=content)]
+    )
+    edit = f"/missions/missions/{mission_id}"
+    kept = await platform.call(
+        MANAGER_A, "PUT", edit, json={**MISSION, "start_date": began.isoformat(), "end_date": in_a_month}
+    )
+    assert kept.status_code == 204, kept.text
+    earlier = (began - timedelta(days=1)).isoformat()
+    moved = await platform.call(MANAGER_A, "PUT", edit, json={**MISSION, "start_date": earlier, "end_date": in_a_month})
+    assert (moved.status_code, moved.json()["code"], set(moved.json()["fields"])) == (
+        422,
+        "mission_dates_past",
+        {"start_date"},
+    )
+    yesterday = (TODAY - timedelta(days=1)).isoformat()
+    ended = await platform.call(
+        MANAGER_A, "PUT", edit, json={**MISSION, "start_date": began.isoformat(), "end_date": yesterday}
+    )
+    assert (ended.status_code, set(ended.json()["fields"])) == (422, {"end_date"})
+
+
+async def test_referents_see_possible_duplicates_of_an_organisation_in_their_queue(platform):
+    async def register(manager: Actor, name: str, postal_code: str, **numbers) -> str:
+        body = {"name": name, "kind": "association", "postal_code": postal_code, **numbers}
+        return (await platform.ok(manager, "POST", "/missions/organizations", json=body))["organization_id"]
+
+    first = await register(MANAGER_A, "Restos du Cœur de Vannes", "56000", siret="73282932000074")
+    await platform.until(
+        REFERENT_56, "/moderation/departments/56/queue", lambda q: any(e["id"] == first for e in q), "the first"
+    )
+    await platform.ok(REFERENT_56, "POST", f"/moderation/organizations/{first}/decision", json={"decision": "approve"})
+    # the same SIRET again, the same name typed otherwise, the same RNA in another department: all accepted
+    same_siret = await register(MANAGER_B, "Aide alimentaire vannetaise", "56000", siret="73282932000074")
+    same_name = await register(MANAGER_B, "restos du coeur de VANNES", "56000", rna="W561000999")
+    same_rna = await register(MANAGER_B, "Antenne de Brest", "29200", rna="W561000999")
+    elsewhere = await register(MANAGER_B, "Restos du Cœur de Vannes", "29200", rna="W291000123")
+
+    def duplicates_in(queue: list[dict]) -> dict[str, list[tuple]]:
+        return {
+            e["id"]: [(d["id"], d["status"], d["department"], d["matched_on"]) for d in e["possible_duplicates"]]
+            for e in queue
+            if e["kind"] == "organization"
+        }
+
+    expected_56 = {
+        same_siret: [(first, "approved", "56", ["siret"])],
+        same_name: [(first, "approved", "56", ["name"]), (same_rna, "pending", "29", ["rna"])],
+    }
+    queue_56 = await platform.until(
+        REFERENT_56, "/moderation/departments/56/queue", lambda q: duplicates_in(q) == expected_56, "duplicates in 56"
+    )
+    assert [e["title"] for e in queue_56] == ["Aide alimentaire vannetaise", "restos du coeur de VANNES"]
+    expected_29 = {
+        same_rna: [(same_name, "pending", "56", ["rna"])],
+        elsewhere: [],  # a namesake in another department is another organisation
+    }
+    await platform.until(
+        REFERENT_29, "/moderation/departments/29/queue", lambda q: duplicates_in(q) == expected_29, "duplicates in 29"
+    )

@@ -95,3 +95,26 @@ def test_policy_changes_only_when_different():
     assert domain.change_policy("56", "pre", "pre") == []
     assert domain.change_policy("56", "pre", "post") == [ModerationPolicyChanged(department="56", policy="post")]
     assert ModerationPolicyChanged(department="2A", policy="post").stream_id() == "department-2A"
+
+
+def test_names_typed_twice_have_the_same_key():
+    assert domain.name_key("Restos du Cœur – Vannes") == domain.name_key("  restos du coeur, VANNES ")
+    assert domain.name_key("L’Épicerie solidaire") == domain.name_key("l'epicerie  solidaire") == "l epicerie solidaire"
+    assert domain.name_key("Secours populaire") != domain.name_key("Secours catholique")
+
+
+def organization(organization_id: str, **fields) -> dict:
+    base = {"id": organization_id, "department": "56", "name_key": f"nom {organization_id}", "siret": None, "rna": None}
+    return base | fields
+
+
+def test_possible_duplicates_share_a_siret_an_rna_or_a_name_in_the_department():
+    new = organization("o2", siret="73282932000074", rna="W561000123", name_key="restos du coeur")
+    assert domain.duplicate_reasons(new, organization("o1", siret="73282932000074")) == ["siret"]
+    assert domain.duplicate_reasons(new, organization("o1", rna="W561000123", department="29")) == ["rna"]
+    assert domain.duplicate_reasons(new, organization("o1", name_key="restos du coeur")) == ["name"]
+    assert domain.duplicate_reasons(new, organization("o1", name_key="restos du coeur", department="29")) == []
+    assert domain.duplicate_reasons(new, {**new, "id": "o1"}) == ["siret", "rna", "name"]
+    assert domain.duplicate_reasons(new, new) == []  # not a duplicate of itself
+    no_numbers = organization("o3")
+    assert domain.duplicate_reasons(no_numbers, organization("o4")) == []  # missing numbers are not equal numbers
