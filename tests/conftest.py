@@ -6,6 +6,7 @@ the session stops what it started). With CI=true a server that cannot be had fai
 """
 
 import asyncio
+import itertools
 import os
 import socket
 import subprocess
@@ -90,7 +91,55 @@ def make_settings(backend: str, tmp_path: Path, servers: Servers | None, **overr
     }
     if servers is not None:
         fields |= {"kafka_bootstrap_servers": servers.kafka_bootstrap_servers, "mongodb_url": servers.mongodb_url}
-    return Settings(**(fields | overrides))
+    made = Settings(**(fields | overrides))
+    if made.backend == "kafka+mongo":
+        _made_on_servers.append(made)
+    return made
+
+
+_made_on_servers: list[Settings] = []
+# every storage the services and the tests open (`open_storage(settings, name)`)
+STORAGE_NAMES = ("gateway", "missions", "moderation", "volunteers", "matching", "notifications", "keys", "contract")
+STORAGE_NAMES = (*STORAGE_NAMES, "demo", "faults")  # the tests' own services
+
+
+@pytest.fixture(autouse=True)
+def drop_what_the_test_created_on_the_servers() -> Iterator[None]:
+    """After each test, its topics and databases go: a broker holds one open file per partition, and a
+    whole run would otherwise exhaust the machine's limit (20,000 here)."""
+    yield
+    made, _made_on_servers[:] = list(_made_on_servers), []
+    if made:
+        asyncio.run(_drop(made))
+
+
+async def _drop(made: list[Settings]) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+    from pymongo import AsyncMongoClient
+
+    from shared.runtime.backend import database_name
+
+    prefixes = {s.namespace for s in made}
+    for bootstrap in {s.kafka_bootstrap_servers for s in made}:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+        try:
+            await admin.start()
+            topics = [t for t in await admin.list_topics() if any(t.startswith(p) for p in prefixes)]
+            if topics:
+                await admin.delete_topics(topics)
+        except Exception as exc:  # a test that stopped the broker: its topics stay, nothing else is at stake
+            print(f"could not delete the test's topics: {exc!r}")
+        finally:
+            await admin.close()
+    for url in {s.mongodb_url for s in made}:
+        client: AsyncMongoClient = AsyncMongoClient(url, serverSelectionTimeoutMS=5000)
+        try:  # by name: listing the databases of FerretDB on SQLite opens every one of them
+            for settings, storage in itertools.product(made, STORAGE_NAMES):
+                await client.drop_database(database_name(settings, storage))
+        except Exception as exc:
+            print(f"could not drop the test's databases: {exc!r}")
+        finally:
+            await client.close()
 
 
 def free_port() -> int:
@@ -130,3 +179,18 @@ def service_headers(app: Any, actor: Any = None) -> dict[str, str]:
 
     token = app.state.runtime.settings.internal_token
     return actor_headers(actor, token) if actor is not None else {"x-internal-token": token}
+
+
+@pytest.fixture(params=[*BACKENDS, "memory"])
+async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """A service's storage on each backend, and in memory (the fakes the handlers' unit tests use)."""
+    from shared.runtime.backend import Storage, open_storage
+    from shared.runtime.memory import InMemoryDocumentStore, InMemoryEventStore
+
+    if request.param == "memory":
+        opened = Storage(InMemoryEventStore(), InMemoryDocumentStore())
+    else:
+        servers = request.getfixturevalue("servers") if request.param == "kafka+mongo" else None
+        opened = open_storage(make_settings(request.param, tmp_path, servers), "contract")
+    yield opened
+    await opened.close()
