@@ -56,7 +56,7 @@ async def create_admin(email: str, password: str) -> str:
     runtime = Runtime(settings.model_copy(update={"jwt_secret": "unused", "run_consumers": False}), [service])
     await runtime.open()
     try:
-        account = await Accounts(runtime.context("gateway")).create(email, password, "admin")
+        account = await runtime.context("gateway").component(Accounts).create(email, password, "admin")
         return str(account["id"])
     finally:
         await runtime.close()

@@ -1,18 +1,18 @@
 """The consumer groups of the gateway: carrying out the commands accepted asynchronously, closing the
 accounts of erased volunteers."""
 
-from services.gateway.handlers import Accounts, intake_of
+from services.gateway.handlers import Accounts, Intake
 from shared.events import ApplicationRequested, Envelope, SignUpRequested, VolunteerErased
 from shared.runtime.app import ServiceContext
 from shared.runtime.consumers import Subscriber
 
 
 def subscribers(ctx: ServiceContext) -> list[Subscriber]:
-    intake = intake_of(ctx)
+    intake, accounts = ctx.component(Intake), ctx.component(Accounts)
 
     async def close_account(event: VolunteerErased, _: Envelope) -> None:
         # the erasure route closes it at once; this closes it whoever asked for the erasure
-        await Accounts(ctx).delete(event.volunteer_id)
+        await accounts.delete(event.volunteer_id)
 
     return [
         Subscriber("gateway.intake", {SignUpRequested: intake.carry_out, ApplicationRequested: intake.carry_out}),

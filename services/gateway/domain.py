@@ -11,8 +11,8 @@ from datetime import datetime, timedelta
 
 from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
+from shared.errors import Invalid, LimitReached, Unauthenticated
 from shared.events import new_id
-from shared.runtime.problems import Problem
 
 MIN_PASSWORD = 10
 FREE_FAILURES = 5  # then each failure locks the account for longer: 1, 2, 4 … minutes, at most an hour
@@ -55,19 +55,9 @@ def guessable(password: str, email: str = "") -> bool:
 def check_password(password: str, *, email: str = "") -> None:
     """At least 10 characters, and not among the passwords attackers try first."""
     if len(password) < MIN_PASSWORD:
-        raise Problem(
-            422,
-            "weak_password",
-            f"Le mot de passe doit compter au moins {MIN_PASSWORD} caractères.",
-            fields={"password": "trop court"},
-        )
+        raise PASSWORD_TOO_SHORT
     if guessable(password, email):
-        raise Problem(
-            422,
-            "weak_password",
-            "Ce mot de passe est trop courant ou trop facile à deviner.",
-            fields={"password": "trop facile à deviner"},
-        )
+        raise PASSWORD_GUESSABLE
 
 
 def lock_after(failures: int, now: datetime) -> datetime | None:
@@ -95,8 +85,18 @@ class Scope:
 
 
 NO_SCOPE = Scope()
-INVALID_CREDENTIALS = Problem(401, "invalid_credentials", "E-mail ou mot de passe incorrect.")
-LOCKED = Problem(429, "account_locked", "Trop d’essais : réessayez dans quelques minutes.")
+INVALID_CREDENTIALS = Unauthenticated("invalid_credentials", "E-mail ou mot de passe incorrect.")
+LOCKED = LimitReached("account_locked", "Trop d’essais : réessayez dans quelques minutes.")
+PASSWORD_TOO_SHORT = Invalid(
+    "weak_password",
+    f"Le mot de passe doit compter au moins {MIN_PASSWORD} caractères.",
+    fields={"password": "trop court"},
+)
+PASSWORD_GUESSABLE = Invalid(
+    "weak_password",
+    "Ce mot de passe est trop courant ou trop facile à deviner.",
+    fields={"password": "trop facile à deviner"},
+)
 
 
 def signed_request_id(secret: str, *, seed: str | None = None) -> str:

@@ -7,7 +7,16 @@ from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, Field, StringConstraints
 
-from shared.contracts import Input, refusal
+from shared.contracts import (
+    MANAGERS,
+    UNTYPED,
+    VOLUNTEERS,
+    Input,
+    Operation,
+    Untyped,
+    refusal,
+    roles,
+)
 from shared.contracts.places import KnownPostalCode
 from shared.events.vocabulary import Availability, Domain, MissionMode
 
@@ -80,3 +89,106 @@ class VolunteerProfile(Input):
     max_distance_km: int = Field(default=10, ge=0, le=200)
     health_risk: bool = False
     visible_to_organizations: bool = True
+
+
+OPERATIONS = [
+    Operation(
+        "GET",
+        "/volunteers/{volunteer_id}",
+        "volunteers",
+        "/volunteers/{volunteer_id}",
+        roles("volunteer", "admin"),
+        "A volunteer's profile",
+        response=UNTYPED,
+    ),
+    Operation(
+        "PATCH",
+        "/volunteers/{volunteer_id}",
+        "volunteers",
+        "/volunteers/{volunteer_id}",
+        VOLUNTEERS,
+        "Change one's profile",
+        response=None,
+        body=Untyped,
+        status=204,
+    ),
+    Operation(
+        "GET",
+        "/volunteers/{volunteer_id}/export",
+        "volunteers",
+        "/volunteers/{volunteer_id}/export",
+        VOLUNTEERS,
+        "GDPR: everything held about the volunteer",
+        response=UNTYPED,
+    ),
+    Operation(
+        "GET",
+        "/volunteers/{volunteer_id}/applications",
+        "volunteers",
+        "/volunteers/{volunteer_id}/applications",
+        VOLUNTEERS,
+        "The volunteer's applications, newest first",
+        response=list[UNTYPED],
+    ),
+    Operation(
+        "GET",
+        "/missions/{mission_id}/applications",
+        "volunteers",
+        "/volunteers/missions/{mission_id}/applications",
+        MANAGERS,
+        "The mission's applications, for its managers",
+        response=list[UNTYPED],
+    ),
+    Operation(
+        "POST",
+        "/missions/{mission_id}/applications/{application_id}/accept",
+        "volunteers",
+        "/volunteers/missions/{mission_id}/applications/{application_id}/accept",
+        MANAGERS,
+        "Accept an application",
+        response=None,
+        status=204,
+    ),
+    Operation(
+        "POST",
+        "/missions/{mission_id}/applications/{application_id}/refuse",
+        "volunteers",
+        "/volunteers/missions/{mission_id}/applications/{application_id}/refuse",
+        MANAGERS,
+        "Refuse an application, with a reason",
+        response=None,
+        body=Untyped,
+        status=204,
+    ),
+    Operation(
+        "POST",
+        "/missions/{mission_id}/applications/{application_id}/withdraw",
+        "volunteers",
+        "/volunteers/missions/{mission_id}/applications/{application_id}/withdraw",
+        VOLUNTEERS,
+        "Withdraw one's application",
+        response=None,
+        body=Untyped,
+        status=204,
+    ),
+    Operation(
+        "POST",
+        "/missions/{mission_id}/waitlist",
+        "volunteers",
+        "/volunteers/missions/{mission_id}/waitlist",
+        VOLUNTEERS,
+        "Join a full mission's waitlist",
+        response=None,
+        status=204,
+    ),
+    Operation(
+        "DELETE",
+        "/missions/{mission_id}/waitlist",
+        "volunteers",
+        "/volunteers/missions/{mission_id}/waitlist",
+        VOLUNTEERS,
+        "Leave the waitlist",
+        response=None,
+        status=204,
+    ),
+]

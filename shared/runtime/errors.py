@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from shared.contracts import REFUSED
+from shared.errors import Conflict, Forbidden, Gone, Invalid, LimitReached, NotFound, Refusal, Unauthenticated
 from shared.runtime.ports import ConcurrencyError
 from shared.runtime.problems import Problem
 
@@ -55,6 +56,25 @@ FIELD_MESSAGES = {
 }
 
 
+STATUS_OF_REFUSAL: dict[type[Refusal], int] = {
+    Invalid: 422,
+    NotFound: 404,
+    Forbidden: 403,
+    Conflict: 409,
+    Gone: 410,
+    LimitReached: 429,
+    Unauthenticated: 401,
+}
+
+
+def status_of(refusal: Refusal) -> int:
+    """The HTTP status of a refusal of the domain: the one place where kinds meet statuses."""
+    for kind in type(refusal).__mro__:
+        if kind in STATUS_OF_REFUSAL:
+            return STATUS_OF_REFUSAL[kind]
+    return 400
+
+
 def field_name(location: tuple[int | str, ...]) -> str:
     """`volunteer.domains.0` for a field of the body, `body` for the body as a whole."""
     return ".".join(str(part) for part in location if part != "body") or "body"
@@ -82,6 +102,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def on_problem(_: Request, exc: Problem) -> JSONResponse:
         return problem_response(exc.status, exc.code, exc.detail, exc.fields, exc.headers)
+
+    @app.exception_handler(Refusal)
+    async def on_refusal(_: Request, exc: Refusal) -> JSONResponse:
+        return problem_response(status_of(exc), exc.code, exc.detail, exc.fields)
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

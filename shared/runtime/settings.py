@@ -1,9 +1,10 @@
 """Settings of every service, from CIVIQUE_* environment variables."""
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,6 +21,16 @@ class Settings(BaseSettings):
     consumer_session_timeout_ms: int = Field(default=10_000, ge=1_000)
     consumer_max_attempts: int = Field(default=5, ge=1)
     consumer_retry_backoff_s: float = Field(default=0.2, ge=0)
+    # a store or bus outage is waited out (never dead-letters); the pause between tries doubles up to this
+    consumer_outage_backoff_max_s: float = Field(default=5.0, gt=0)
+    # readiness fails for a consumer whose partitions have a lag and that handled nothing for this long
+    consumer_stuck_after_s: float = Field(default=120.0, gt=0)
+    # how often the committed lag (civique_consumer_lag) and the outbox backlog are read
+    lag_interval_s: float = Field(default=5.0, gt=0)
+    # each check of /readyz answers within this time or reports "timeout"
+    readiness_check_timeout_s: float = Field(default=0.8, gt=0)
+    # on stop, the relays publish what is still pending for at most this long
+    shutdown_drain_s: float = Field(default=5.0, ge=0)
     # appends of this process wake its relay at once; this is how soon another process's are noticed
     relay_interval_s: float = Field(default=0.5, gt=0)
     # off for HTTP-only replicas: this process then runs no consumer group and no scheduled job
@@ -35,8 +46,16 @@ class Settings(BaseSettings):
     access_token_ttl_s: int = Field(default=900, ge=30)
     refresh_token_ttl_s: int = Field(default=30 * 24 * 3600, ge=60)
     invitation_ttl_s: int = Field(default=72 * 3600, ge=60)
-    rate_limit_per_minute: int = Field(default=120, ge=1)
-    sensitive_rate_limit_per_minute: int = Field(default=10, ge=1)  # sign-up, login, invitations
+    # rate limits per replica (ADR 0004): tight per account and per e-mail, high per address (CGNAT, schools)
+    rate_limit_per_minute: int = Field(default=120, ge=1)  # per signed-in account
+    sensitive_rate_limit_per_minute: int = Field(default=10, ge=1)  # per e-mail: login, sign-up, registration
+    ip_rate_limit_per_minute: int = Field(default=1200, ge=1)
+    sensitive_ip_limit_per_minute: int = Field(default=600, ge=1)  # sign-up, login, registration, invitations
+    sign_up_limit_per_second: int = Field(default=2000, ge=1)  # all addresses together: sheds load past it
+    # peers whose X-Forwarded-For is believed (the load balancer's or ingress's addresses), comma-separated CIDRs
+    trusted_proxies: str = ""
+    # a sign-up or an application the bus has not acknowledged by then answers 503 (Retry-After)
+    intake_publish_timeout_s: float = Field(default=5.0, gt=0)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     # a command accepted with a 202 and not carried out within this time is rejected as expired
     intake_key_retention_hours: int = Field(default=48, ge=1)
@@ -76,3 +95,23 @@ class Settings(BaseSettings):
     port: int = 8000
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = True
+    # a library's repeated log line (same logger and template) is let through at most once per this interval
+    log_repeat_interval_s: float = Field(default=10.0, ge=0)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for network in filter(None, (n.strip() for n in value.split(","))):
+            ipaddress.ip_network(network, strict=False)  # ValueError names the bad one
+        return value
+
+    def secret(self, name: Literal["jwt_secret", "internal_token", "link_secret"]) -> str:
+        """A secret the caller cannot run without: MissingSecret names the variable to set."""
+        value = getattr(self, name)
+        if not value:
+            raise MissingSecret(f"set CIVIQUE_{name.upper()}")
+        return str(value)
+
+
+class MissingSecret(RuntimeError):
+    """A required secret is not set (production reads them from the environment)."""

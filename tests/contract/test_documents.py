@@ -1,8 +1,7 @@
-"""DocumentStore contract: the same answers from SQLite and from FerretDB."""
+"""DocumentStore contract: the same answers from SQLite, from FerretDB and from memory."""
 
 import pytest
 
-from shared.runtime.backend import open_storage
 from shared.runtime.ports import DuplicateKeyError, UnsupportedFilter
 
 PEOPLE = [
@@ -15,12 +14,10 @@ PEOPLE = [
 
 
 @pytest.fixture
-async def docs(settings):
-    storage = open_storage(settings, "contract")
+async def docs(storage):
     for person in PEOPLE:
         await storage.documents.put("people", person["id"], person)
-    yield storage.documents
-    await storage.close()
+    return storage.documents
 
 
 async def ids(docs, where=None, **kwargs) -> list[str]:

@@ -1,4 +1,4 @@
-"""EventStore contract, on SQLite and on FerretDB."""
+"""EventStore contract, on SQLite, on FerretDB and in memory."""
 
 import asyncio
 
@@ -10,10 +10,8 @@ from shared.runtime.ports import ConcurrencyError
 
 
 @pytest.fixture
-async def store(settings):
-    storage = open_storage(settings, "contract")
-    yield storage.store
-    await storage.close()
+def store(storage):
+    return storage.store
 
 
 def reopened(stream: str, first_version: int, count: int = 1):

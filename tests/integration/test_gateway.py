@@ -46,7 +46,7 @@ class Gateway:
 
     @property
     def accounts(self) -> Accounts:
-        return Accounts(self.app.state.runtime.context("gateway"))
+        return self.app.state.runtime.context("gateway").component(Accounts)
 
     async def post(self, path: str, token: str | None = None, **kwargs) -> httpx.Response:
         return await self.client.post(f"/api/v1{path}", headers=self.auth(token) | kwargs.pop("headers", {}), **kwargs)
@@ -361,7 +361,7 @@ async def test_authorization_matrix_of_every_endpoint_and_role(gateway):
         tokens[role] = (await gateway.login(f"{role}@exemple.fr"))["access_token"]
     failures = []
     for route in ROUTES:
-        path = "/api/v1" + route.public.format(
+        path = "/api/v1" + route.path.format(
             organization_id="o",
             mission_id="m",
             application_id="a",
@@ -381,7 +381,7 @@ async def test_authorization_matrix_of_every_endpoint_and_role(gateway):
             else:
                 expected_ok = answer.status_code not in (401, 500) and code != "role_not_allowed"
             if not expected_ok:
-                failures.append(f"{route.method} {route.public} as {role}: {answer.status_code} {code}")
+                failures.append(f"{route.method} {route.path} as {role}: {answer.status_code} {code}")
     # the endpoints the gateway answers itself
     custom = [
         ("POST", "/api/v1/missions/m/applications", {"volunteer"}, {}),
