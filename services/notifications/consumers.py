@@ -1,73 +1,15 @@
-"""The consumer group of the notifications service: every event that someone should hear about, and what
-tells it who they are (contact details, managers, referents, missions, applications)."""
+"""The consumer groups of the notifications service: every event a rule tells someone of (`notices.RULES`) or
+that tells it who they are (`projections.PROJECTIONS`: contact details, managers, referents, missions,
+applications), and referents' broadcasts apart, so that a large fan-out never holds the other e-mails back."""
 
+from services.notifications import projections
 from services.notifications.handlers import Notifications
-from shared.events import (
-    AccountOpened,
-    ApplicationAccepted,
-    ApplicationCancelled,
-    ApplicationReceived,
-    ApplicationRefused,
-    ApplicationWithdrawn,
-    BroadcastPosted,
-    Envelope,
-    Event,
-    MissionCancelled,
-    MissionClosed,
-    MissionDrafted,
-    MissionEdited,
-    MissionFilled,
-    MissionModerated,
-    MissionPublished,
-    MissionReopened,
-    MissionSubmitted,
-    MissionUnpublished,
-    OrganizationApproved,
-    OrganizationRegistered,
-    OrganizationRejected,
-    ReferentAppointed,
-    ReferentInvited,
-    ReferentRevoked,
-    TerritoryImbalanceDetected,
-    VolunteerErased,
-    VolunteerIdle,
-    VolunteerInvited,
-    VolunteerProfileUpdated,
-    VolunteerRegistered,
-)
+from services.notifications.handlers.notices import RULES
+from shared.events import BroadcastPosted, Envelope, Event
 from shared.runtime.app import ServiceContext
 from shared.runtime.consumers import Subscriber
 
-CONSUMED: tuple[type[Event], ...] = (
-    AccountOpened,
-    ReferentInvited,
-    VolunteerRegistered,
-    VolunteerProfileUpdated,
-    VolunteerErased,
-    ReferentAppointed,
-    ReferentRevoked,
-    OrganizationRegistered,
-    OrganizationApproved,
-    OrganizationRejected,
-    MissionDrafted,
-    MissionEdited,
-    MissionSubmitted,
-    MissionModerated,
-    MissionPublished,
-    MissionUnpublished,
-    MissionFilled,
-    MissionReopened,
-    MissionClosed,
-    MissionCancelled,
-    ApplicationReceived,
-    ApplicationAccepted,
-    ApplicationRefused,
-    ApplicationWithdrawn,
-    ApplicationCancelled,
-    VolunteerInvited,
-    VolunteerIdle,
-    TerritoryImbalanceDetected,
-)
+CONSUMED: tuple[type[Event], ...] = tuple(dict.fromkeys([*projections.PROJECTIONS, *RULES]))
 
 
 def subscribers(ctx: ServiceContext) -> list[Subscriber]:

@@ -1,5 +1,6 @@
-"""What the platform writes to whom, and when: the message catalogue, preferences, throttling, reminder
-periods, signed unsubscribe links. Pure: no I/O, no clock (callers pass `now`)."""
+"""What the platform writes, and when: the categories of messages, preferences, throttling, reminder periods,
+signed unsubscribe links. Pure: no I/O, no clock (callers pass `now`). Which message each event calls for,
+and in which category, is the table of rules in `handlers.notices`."""
 
 import base64
 import hashlib
@@ -19,37 +20,6 @@ PARIS = ZoneInfo("Europe/Paris")
 Category = Literal["transactional", "activity", "news"]
 Frequency = Literal["realtime", "summary"]
 
-MESSAGES: dict[str, Category] = {
-    "volunteer_welcome": "transactional",
-    "manager_welcome": "transactional",
-    "referent_invitation": "transactional",
-    "mission_submitted": "activity",
-    "organization_submitted": "activity",
-    "mission_validated": "transactional",
-    "mission_refused": "transactional",
-    "mission_changes_requested": "transactional",
-    "mission_unpublished": "transactional",
-    "organization_approved": "transactional",
-    "organization_rejected": "transactional",
-    "application_received": "activity",
-    "application_confirmed": "transactional",
-    "application_accepted": "transactional",
-    "application_refused": "transactional",
-    "application_cancelled": "transactional",
-    "application_withdrawn": "activity",
-    "mission_almost_full": "activity",
-    "mission_full": "activity",
-    "waitlist_promoted": "transactional",
-    "mission_invitation": "news",
-    "idle_digest": "news",
-    "territory_imbalance": "activity",
-    "pending_applications_reminder": "transactional",
-    "referent_todo": "transactional",
-    "mission_ended_check": "transactional",
-    "mission_closing_soon": "transactional",
-    "referent_broadcast": "news",
-    "digest": "activity",
-}
 ALMOST_FULL_ABOVE = 5  # JeVeuxAider warns of the last place only on missions of more than five
 PENDING_REMINDER_AFTER = timedelta(days=7)
 ENDED_CHECK_AFTER_DAYS, CLOSING_SOON_AFTER_DAYS = 5, 20  # the missions service closes at one month
@@ -104,10 +74,7 @@ class Notice:
     recipient_id: str
     source: str  # the event id, or the period of a reminder: with recipient and template, the e-mail's identity
     facts: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def category(self) -> Category:
-        return MESSAGES[self.template]
+    category: Category = field(kw_only=True)
 
     @property
     def key(self) -> str:

@@ -1,7 +1,9 @@
 """The notifications service's own view of the platform: who is who (sealed contact details, roles,
 departments), organisations and their managers, missions and applications. Fed by every service's
-events; each document keeps the version of its stream, so a redelivered event changes nothing."""
+events, one projection per event type (`PROJECTIONS`); each document keeps the version of its stream, so a
+redelivered event changes nothing."""
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from shared.events import (
@@ -14,12 +16,17 @@ from shared.events import (
     ApplicationWithdrawn,
     Envelope,
     Event,
+    MissionCancelled,
+    MissionClosed,
     MissionDrafted,
     MissionEdited,
     MissionEvent,
+    MissionFilled,
     MissionModerated,
     MissionPublished,
+    MissionReopened,
     MissionSubmitted,
+    MissionUnpublished,
     OrganizationApproved,
     OrganizationRegistered,
     OrganizationRejected,
@@ -52,69 +59,81 @@ async def setup(documents: DocumentStore) -> None:
 
 
 async def project(documents: DocumentStore, event: Event, env: Envelope) -> None:
-    """Apply one event to the read models (idempotent)."""
-    match event:
-        case VolunteerRegistered() | VolunteerProfileUpdated() | VolunteerErased():
-            await _on_volunteer(documents, event, env)
-        case AccountOpened():
-            doc = await fresh_document(documents, PEOPLE, event.account_id, env, "account_version")
-            if doc is not None:
-                # a volunteer's sealed personal data holds their first name too: it stays their contact
-                doc.setdefault("contact", event.email.model_dump())
-                await documents.put(PEOPLE, event.account_id, {**doc, "role": doc.get("role", event.role)})
-        case ReferentInvited():
-            # the invitee has no account yet: the invitation (e-mail and token, sealed) is their contact
-            doc = await fresh_document(documents, PEOPLE, invitee_id(event.invitation_id), env)
-            if doc is not None:
-                await documents.put(
-                    PEOPLE, doc["id"], {**doc, "role": "invitee", "contact": event.invitation.model_dump()}
-                )
-        case ReferentAppointed() | ReferentRevoked():
-            doc = await fresh_document(documents, PEOPLE, event.referent_id, env, "referent_version")
-            if doc is not None:
-                departments = event.departments if isinstance(event, ReferentAppointed) else []
-                await documents.put(PEOPLE, event.referent_id, {**doc, "departments": departments})
-        case OrganizationRegistered():
-            doc = await fresh_document(documents, ORGANIZATIONS, event.organization_id, env)
-            if doc is not None:
-                await documents.put(
-                    ORGANIZATIONS,
-                    event.organization_id,
-                    {
-                        **doc,
-                        "name": event.name,
-                        "kind": event.kind,
-                        "siret": event.siret,
-                        "rna": event.rna,
-                        "department": event.department,
-                        "commune": event.commune,
-                        "manager_ids": event.manager_ids,
-                        "status": doc.get("status", "pending"),
-                    },
-                )
-        case OrganizationApproved() | OrganizationRejected():
-            doc = await fresh_document(documents, ORGANIZATIONS, event.organization_id, env, "review_version")
-            if doc is not None:
-                status = "approved" if isinstance(event, OrganizationApproved) else "rejected"
-                await documents.put(ORGANIZATIONS, event.organization_id, {**doc, "status": status})
-        case MissionEvent():
-            await _on_mission(documents, event, env)
-        case ApplicationEvent():
-            doc = await fresh_document(documents, APPLICATIONS, event.application_id, env)
-            if doc is not None:
-                doc |= {
-                    "mission_id": event.mission_id,
-                    "volunteer_id": event.volunteer_id,
-                    "organization_id": event.organization_id,
-                    "status": APPLICATION_STATUS[type(event)],
-                }
-                if isinstance(event, ApplicationReceived):
-                    doc["received_at"] = env.occurred_at.isoformat()
-                await documents.put(APPLICATIONS, event.application_id, doc)
+    """Apply one event to the read models (idempotent); an event no projection reads changes nothing."""
+    projection = PROJECTIONS.get(type(event))
+    if projection is not None:
+        await projection(documents, event, env)
 
 
-async def _on_volunteer(documents: DocumentStore, event: Event, env: Envelope) -> None:
-    doc = await fresh_document(documents, PEOPLE, event.volunteer_id, env, "volunteer_version")  # type: ignore[attr-defined]
+async def _on_account(documents: DocumentStore, event: AccountOpened, env: Envelope) -> None:
+    doc = await fresh_document(documents, PEOPLE, event.account_id, env, "account_version")
+    if doc is not None:
+        # a volunteer's sealed personal data holds their first name too: it stays their contact
+        doc.setdefault("contact", event.email.model_dump())
+        await documents.put(PEOPLE, event.account_id, {**doc, "role": doc.get("role", event.role)})
+
+
+async def _on_invitation(documents: DocumentStore, event: ReferentInvited, env: Envelope) -> None:
+    # the invitee has no account yet: the invitation (e-mail and token, sealed) is their contact
+    doc = await fresh_document(documents, PEOPLE, invitee_id(event.invitation_id), env)
+    if doc is not None:
+        await documents.put(PEOPLE, doc["id"], {**doc, "role": "invitee", "contact": event.invitation.model_dump()})
+
+
+async def _on_referent(documents: DocumentStore, event: ReferentAppointed | ReferentRevoked, env: Envelope) -> None:
+    doc = await fresh_document(documents, PEOPLE, event.referent_id, env, "referent_version")
+    if doc is not None:
+        departments = event.departments if isinstance(event, ReferentAppointed) else []
+        await documents.put(PEOPLE, event.referent_id, {**doc, "departments": departments})
+
+
+async def _on_organization_registered(documents: DocumentStore, event: OrganizationRegistered, env: Envelope) -> None:
+    doc = await fresh_document(documents, ORGANIZATIONS, event.organization_id, env)
+    if doc is not None:
+        await documents.put(
+            ORGANIZATIONS,
+            event.organization_id,
+            {
+                **doc,
+                "name": event.name,
+                "kind": event.kind,
+                "siret": event.siret,
+                "rna": event.rna,
+                "department": event.department,
+                "commune": event.commune,
+                "manager_ids": event.manager_ids,
+                "status": doc.get("status", "pending"),
+            },
+        )
+
+
+async def _on_organization_review(
+    documents: DocumentStore, event: OrganizationApproved | OrganizationRejected, env: Envelope
+) -> None:
+    doc = await fresh_document(documents, ORGANIZATIONS, event.organization_id, env, "review_version")
+    if doc is not None:
+        status = "approved" if isinstance(event, OrganizationApproved) else "rejected"
+        await documents.put(ORGANIZATIONS, event.organization_id, {**doc, "status": status})
+
+
+async def _on_application(documents: DocumentStore, event: ApplicationEvent, env: Envelope) -> None:
+    doc = await fresh_document(documents, APPLICATIONS, event.application_id, env)
+    if doc is not None:
+        doc |= {
+            "mission_id": event.mission_id,
+            "volunteer_id": event.volunteer_id,
+            "organization_id": event.organization_id,
+            "status": APPLICATION_STATUS[type(event)],
+        }
+        if isinstance(event, ApplicationReceived):
+            doc["received_at"] = env.occurred_at.isoformat()
+        await documents.put(APPLICATIONS, event.application_id, doc)
+
+
+async def _on_volunteer(
+    documents: DocumentStore, event: VolunteerRegistered | VolunteerProfileUpdated | VolunteerErased, env: Envelope
+) -> None:
+    doc = await fresh_document(documents, PEOPLE, event.volunteer_id, env, "volunteer_version")
     if doc is None:
         return
     doc["role"] = "volunteer"
@@ -152,6 +171,33 @@ async def _on_mission(documents: DocumentStore, event: MissionEvent, env: Envelo
     doc["organization_id"] = event.organization_id  # type: ignore[attr-defined]  # every mission event has it
     doc["status"] = mission_status_after(event, doc.get("status"))
     await documents.put(MISSIONS, event.mission_id, doc)
+
+
+Projection = Callable[[DocumentStore, Any, Envelope], Awaitable[None]]
+MISSION_EVENTS: tuple[type[MissionEvent], ...] = (
+    MissionDrafted,
+    MissionEdited,
+    MissionSubmitted,
+    MissionModerated,
+    MissionPublished,
+    MissionUnpublished,
+    MissionFilled,
+    MissionReopened,
+    MissionClosed,
+    MissionCancelled,
+)
+PROJECTIONS: dict[type[Event], Projection] = {
+    **dict.fromkeys((VolunteerRegistered, VolunteerProfileUpdated, VolunteerErased), _on_volunteer),
+    AccountOpened: _on_account,
+    ReferentInvited: _on_invitation,
+    ReferentAppointed: _on_referent,
+    ReferentRevoked: _on_referent,
+    OrganizationRegistered: _on_organization_registered,
+    OrganizationApproved: _on_organization_review,
+    OrganizationRejected: _on_organization_review,
+    **dict.fromkeys(MISSION_EVENTS, _on_mission),
+    **dict.fromkeys(APPLICATION_STATUS, _on_application),
+}
 
 
 def invitee_id(invitation_id: str) -> str:

@@ -1,5 +1,6 @@
 """Pure rules of the notifications service: categories, preferences, throttling, backoff, reminder periods,
-signed unsubscribe links, and every letter rendering in French, as text and as escaped HTML."""
+signed unsubscribe links, the table of rules from events to messages and what the service consumes from it,
+and every letter rendering in French, as text and as escaped HTML."""
 
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -7,8 +8,12 @@ from pathlib import Path
 import pytest
 
 from services.notifications import domain
+from services.notifications.consumers import CONSUMED, subscribers
 from services.notifications.domain import Notice, Preferences
 from services.notifications.handlers import TEMPLATES, Letters
+from services.notifications.handlers.notices import MESSAGES, RULES, SCHEDULED, Addressing, notices_for, rule
+from services.notifications.projections import PROJECTIONS
+from shared.events import BroadcastPosted, VolunteerIdle, VolunteerRegistered, catalog
 from shared.runtime.problems import Problem
 
 NOW = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
@@ -16,15 +21,18 @@ NOW = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
 
 def test_every_message_has_its_letter_and_every_letter_its_message():
     letters = {p.stem for p in Path(TEMPLATES).glob("*.jinja")} - {"base"}
-    assert letters == set(domain.MESSAGES)
+    assert letters == set(MESSAGES)
 
 
 def test_the_key_of_an_email_is_its_event_recipient_and_message():
-    notice = Notice("application_received", "manager-1", "event-1")
-    assert notice.key == Notice("application_received", "manager-1", "event-1", {"other": "facts"}).key
-    assert notice.key != Notice("application_received", "manager-2", "event-1").key
-    assert notice.key != Notice("application_confirmed", "manager-1", "event-1").key
-    assert notice.key != Notice("application_received", "manager-1", "event-2").key
+    def notice(template: str, recipient: str, source: str, facts: dict | None = None) -> Notice:
+        return Notice(template, recipient, source, facts or {}, category=MESSAGES[template])
+
+    key = notice("application_received", "manager-1", "event-1").key
+    assert key == notice("application_received", "manager-1", "event-1", {"other": "facts"}).key
+    assert key != notice("application_received", "manager-2", "event-1").key
+    assert key != notice("application_confirmed", "manager-1", "event-1").key
+    assert key != notice("application_received", "manager-1", "event-2").key
 
 
 @pytest.mark.parametrize(
@@ -94,6 +102,48 @@ def test_unsubscribe_links_are_signed():
         assert refused.value.code == "invalid_unsubscribe_link"
 
 
+# ---- the table of rules: events → messages, and what the service consumes ----
+
+
+def test_the_service_consumes_exactly_what_its_rules_and_projections_read():
+    assert set(CONSUMED) == set(RULES) | set(PROJECTIONS)
+    assert len(CONSUMED) == len(set(CONSUMED))
+    mail, broadcasts = subscribers(None)  # type: ignore[arg-type]  # the context is read only when handling
+    assert set(mail.handlers) == set(CONSUMED)
+    assert set(broadcasts.handlers) == {BroadcastPosted} and BroadcastPosted not in CONSUMED
+    assert all(event_type.event_type() in catalog for event_type in CONSUMED)
+
+
+def test_every_message_has_one_writer_a_rule_or_the_scheduler():
+    told = [template for found in RULES.values() for template in found.messages]
+    assert all(found.messages for found in RULES.values())
+    assert set(told).isdisjoint(SCHEDULED)
+    assert set(told) | set(SCHEDULED) == set(MESSAGES)
+    assert set(MESSAGES.values()) <= {"transactional", "activity", "news"}
+
+
+def test_a_rule_is_declared_once_and_a_message_keeps_its_category():
+    async def tell(event, address):
+        return []
+
+    with pytest.raises(ValueError, match="has a rule already"):
+        rule(VolunteerRegistered, volunteer_welcome="transactional")(tell)
+    with pytest.raises(ValueError, match="declared transactional"):
+        rule(BroadcastPosted, volunteer_welcome="news")(tell)
+    assert BroadcastPosted not in RULES
+
+
+async def test_a_rule_addresses_its_declared_messages_with_their_category():
+    idle = VolunteerIdle(
+        volunteer_id="v1", period="2026-11", department="56", days_since_sign_up=20, nearby_mission_ids=["m1"]
+    )
+    env = idle.envelope(1)
+    (notice,) = await notices_for(None, idle, env)  # type: ignore[arg-type]  # this rule reads no read model
+    assert notice == Notice("idle_digest", "v1", str(env.event_id), {"mission_ids": ["m1"]}, category="news")
+    with pytest.raises(LookupError, match="does not declare"):
+        Addressing(None, env, RULES[VolunteerIdle].messages).to("mission_invitation", ["v1"])  # type: ignore[arg-type]
+
+
 # ---- the letters ----
 
 MISSION = {
@@ -149,7 +199,7 @@ CONTEXT = {
 }
 
 
-@pytest.mark.parametrize("template", sorted(domain.MESSAGES))
+@pytest.mark.parametrize("template", sorted(MESSAGES))
 def test_every_letter_renders_in_french_as_text_and_escaped_html(template):
     subject, text, html = Letters().render(template, CONTEXT)
     assert subject and "\n" not in subject and "{" not in subject
