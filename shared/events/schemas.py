@@ -104,12 +104,12 @@ def check(catalog: Catalog, directory: Path) -> list[str]:
         elif target.read_text() != content:
             problems.append(f"{path} differs from the code: run `python -m shared.events export`")
     problems += breaking_changes_against(catalog, directory)
-    for path in sorted((directory / "schemas").glob("*.json")):
-        event_type, _, version = path.stem.rpartition(".v")
+    for schema in sorted((directory / "schemas").glob("*.json")):
+        event_type, _, version = schema.stem.rpartition(".v")
         if event_type not in catalog:
-            problems.append(f"{path.name}: {event_type} was published once and is gone from the catalog")
+            problems.append(f"{schema.name}: {event_type} was published once and is gone from the catalog")
         elif not catalog.has_upcasters(event_type, int(version)):
-            problems.append(f"{path.name}: no upcaster chain from v{version} to the current version")
+            problems.append(f"{schema.name}: no upcaster chain from v{version} to the current version")
     return problems
 
 

@@ -27,9 +27,11 @@ ARGPARSE_ERRORS = (
 class CommandLine(argparse.ArgumentParser):
     """argparse speaking French, whose errors end the program with exit code 2 and no traceback."""
 
-    def __init__(self, *args: Any, add_help: bool = True, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("epilog", SETTINGS_EPILOG)
-        super().__init__(*args, add_help=False, **kwargs)
+        add_help = kwargs.pop("add_help", True)
+        kwargs["add_help"] = False  # ours instead, in French
+        super().__init__(*args, **kwargs)
         if add_help:
             self.add_argument("-h", "--help", action="help", help="affiche cette aide et quitte")
 

@@ -6,6 +6,7 @@ the SQLite and MongoDB adapters, so they answer what the real ones answer.
 
 import copy
 import json
+from functools import partial
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -98,7 +99,7 @@ class InMemoryDocumentStore:
         check_sort(sort)
         found = [doc for doc in self._docs(collection).values() if all(_holds(doc, c) for c in conditions)]
         for name, direction in reversed(sort):
-            found.sort(key=lambda doc, name=name: _sort_key(_value(doc, name)), reverse=direction == -1)
+            found.sort(key=partial(_sort_key_of, name), reverse=direction == -1)
         found = found[skip:]
         return copy.deepcopy(found[:limit] if limit else found)
 
@@ -131,7 +132,8 @@ class InMemoryDocumentStore:
 
 def _stored(doc: Mapping[str, Any]) -> dict[str, Any]:
     # a JSON round trip: what a real store keeps (no shared references, no Python-only types)
-    return json.loads(json.dumps(doc))
+    stored: dict[str, Any] = json.loads(json.dumps(doc))
+    return stored
 
 
 def _value(doc: Mapping[str, Any], path: str) -> Any:
@@ -168,7 +170,7 @@ def _holds(doc: Mapping[str, Any], condition: Condition) -> bool:
         case "$nin":
             return not any(_equal(found, w) for w in wanted)
         case "$exists":
-            return (found is not MISSING) == wanted
+            return (found is not MISSING) is bool(wanted)
     if wanted is None or found is MISSING or found is None or not _comparable(found, wanted):
         return False  # MongoDB: a range compares values of one type only
     match condition.operator:
@@ -179,6 +181,10 @@ def _holds(doc: Mapping[str, Any], condition: Condition) -> bool:
         case "$lt":
             return bool(found < wanted)
     return bool(found <= wanted)
+
+
+def _sort_key_of(name: str, doc: Mapping[str, Any]) -> tuple[int, Any]:
+    return _sort_key(_value(doc, name))
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:

@@ -38,12 +38,12 @@ class Vault:
             return self._remembered[owner_id]
         found = await self.documents.get(self.collection, owner_id)
         if found is None and create:
-            key = base64.b64encode(AESGCM.generate_key(256)).decode()
+            encoded = base64.b64encode(AESGCM.generate_key(256)).decode()
             with contextlib.suppress(DuplicateKeyError):  # created concurrently: use that one
                 await self.documents.insert(
                     self.collection,
                     owner_id,
-                    {"owner_id": owner_id, "key": key, "created_at": datetime.now(UTC).isoformat()},
+                    {"owner_id": owner_id, "key": encoded, "created_at": datetime.now(UTC).isoformat()},
                 )
             found = await self.documents.get(self.collection, owner_id)
         if found is None:
@@ -74,7 +74,8 @@ class Vault:
             plain = AESGCM(key).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], sealed.key_id.encode())
         except InvalidTag:
             return None
-        return json.loads(plain)
+        opened: dict[str, Any] = json.loads(plain)
+        return opened
 
     async def forget(self, owner_id: str) -> None:
         """Crypto-shredding: delete the owner's key."""

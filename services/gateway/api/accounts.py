@@ -2,6 +2,7 @@
 the gateway's own accounts take part."""
 
 import json
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request, Response
@@ -12,6 +13,7 @@ from services.gateway.api.edge import (
     VolunteerOrAdminActing,
     idempotent,
     limit,
+    operation_id,
     relay,
     services,
 )
@@ -32,7 +34,7 @@ from shared.errors import Unauthenticated
 from shared.events import Actor
 from shared.runtime.problems import Problem
 
-router = APIRouter()
+router = APIRouter(generate_unique_id_function=operation_id)
 MANAGERS_ONLY = Problem(403, "role_not_allowed", "Seuls les responsables d’organisation inscrivent une organisation.")
 APPOINTMENT_FAILED = Problem(
     502, "appointment_failed", "Le compte est créé mais la nomination a échoué : contactez un administrateur."
@@ -40,13 +42,13 @@ APPOINTMENT_FAILED = Problem(
 
 
 @router.post("/auth/login", tags=["auth"], response_model=Tokens)
-async def login(body: Credentials, request: Request, accounts: AccountsOf) -> dict:
+async def login(body: Credentials, request: Request, accounts: AccountsOf) -> dict[str, Any]:
     limit(request, None, "login", email=body.email)
     return await accounts.login(body.email, body.password)
 
 
 @router.post("/auth/refresh", tags=["auth"], response_model=Tokens)
-async def refresh(body: RefreshInput, request: Request, accounts: AccountsOf) -> dict:
+async def refresh(body: RefreshInput, request: Request, accounts: AccountsOf) -> dict[str, Any]:
     limit(request, None, "login")
     return await accounts.refresh(body.refresh_token)
 
@@ -109,7 +111,9 @@ async def erase_volunteer(
 
 
 @router.post("/referent-invitations", status_code=201, tags=["moderation"], response_model=InvitationSent)
-async def invite_referent(body: Invitation, request: Request, accounts: AccountsOf, actor: AdminActing) -> dict:
+async def invite_referent(
+    body: Invitation, request: Request, accounts: AccountsOf, actor: AdminActing
+) -> dict[str, Any]:
     """Admins invite a referent by e-mail; the link with its token travels only in the e-mail
     (notifications service), never in this answer."""
     return {
@@ -122,7 +126,9 @@ async def invite_referent(body: Invitation, request: Request, accounts: Accounts
 @router.post(
     "/referent-invitations/{token}/accept", status_code=201, tags=["moderation"], response_model=ReferentAccount
 )
-async def accept_invitation(token: str, body: InvitationAcceptance, request: Request, accounts: AccountsOf) -> dict:
+async def accept_invitation(
+    token: str, body: InvitationAcceptance, request: Request, accounts: AccountsOf
+) -> dict[str, Any]:
     """The invited referent sets a password; the account is appointed to the invitation's departments."""
     limit(request, None, "registration")
     account, invitation = await accounts.accept_invitation(token, body.password)

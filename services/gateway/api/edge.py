@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 import httpx
 from fastapi import Depends, Request, Response
+from fastapi.routing import APIRoute
 
 from services.gateway.handlers import Accounts, Intake, Services, services_of
 from shared.access import ROLE_NOT_ALLOWED
@@ -27,6 +28,11 @@ IN_PROGRESS = Conflict("request_in_progress", "La même requête est en cours de
 RELAYED_HEADERS = ("cache-control", "referrer-policy", "retry-after", "location", "x-robots-tag")
 AccountsOf = Annotated[Accounts, Depends(provided("gateway", Accounts))]
 IntakeOf = Annotated[Intake, Depends(provided("gateway", Intake))]
+
+
+def operation_id(route: APIRoute) -> str:
+    """The operation's name in the OpenAPI document: its function's, which clients' generators turn into methods."""
+    return route.name
 
 
 # ---- who is calling ----

@@ -1,15 +1,16 @@
 """Sign-ups and applications, accepted at once (202) and carried out from the bus; their status."""
 
 import json
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from services.gateway.api.edge import IntakeOf, VolunteerActing, idempotency_scope, idempotent, limit
+from services.gateway.api.edge import IntakeOf, VolunteerActing, idempotency_scope, idempotent, limit, operation_id
 from services.gateway.domain import check_password
 from shared.contracts.gateway import Accepted, ApplicationInput, RequestStatus, VolunteerSignUp
 from shared.events import ApplicationRequested, SignUpRequested
 
-router = APIRouter()
+router = APIRouter(generate_unique_id_function=operation_id)
 
 
 @router.post("/volunteers", status_code=202, tags=["volunteers"], response_model=Accepted)
@@ -53,7 +54,7 @@ async def apply(
 
 
 @router.get("/requests/{request_id}", tags=["requests"], response_model=RequestStatus, response_model_exclude_none=True)
-async def request_status(request_id: str, request: Request, intake: IntakeOf) -> dict:
+async def request_status(request_id: str, request: Request, intake: IntakeOf) -> dict[str, Any]:
     """Where an asynchronous request stands: pending, done (with the resource) or rejected (with the reason)."""
     limit(request, None)
     return await intake.status(request_id)

@@ -9,7 +9,15 @@ from urllib.parse import quote
 from fastapi import APIRouter, Body, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from services.gateway.api.edge import UNAUTHENTICATED, Visitor, forwarded_headers, idempotent, relay, services
+from services.gateway.api.edge import (
+    UNAUTHENTICATED,
+    Visitor,
+    forwarded_headers,
+    idempotent,
+    operation_id,
+    relay,
+    services,
+)
 from shared.access import ROLE_NOT_ALLOWED
 from shared.contracts import (
     Operation,
@@ -36,7 +44,7 @@ COMMON_PROBLEMS = {
     422: "Une requête invalide (`invalid_request`, avec `fields`).",
     429: "Trop de requêtes (`too_many_requests`, avec Retry-After).",
 }
-router = APIRouter()
+router = APIRouter(generate_unique_id_function=operation_id)
 
 
 def authorized(operation: Operation, actor: Actor | None) -> None:
@@ -87,9 +95,7 @@ def endpoint_of(operation: Operation) -> Callable[..., Awaitable[Response]]:
             inspect.Parameter("query", inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[operation.query, Query()])
         )
     endpoint.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
-    endpoint.__name__ = f"{operation.method.lower()}_{operation.service}_" + "_".join(
-        part.strip("{}") for part in operation.path.strip("/").split("/")
-    ).replace("-", "_")
+    endpoint.__name__ = operation.name
     return endpoint
 
 

@@ -236,7 +236,7 @@ class Accounts:
         found = await self.documents.get(INVITATIONS, domain.digest(token))
         if found is None or found["used"] or datetime.fromisoformat(found["expires_at"]) <= now():
             raise INVITATION_INVALID
-        return found
+        return dict(found)
 
     async def accept_invitation(self, token: str, password: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """The referent account (and the invitation, to appoint the referent to its departments)."""

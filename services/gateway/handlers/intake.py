@@ -19,7 +19,6 @@ from shared.events import (
     Actor,
     ApplicationRequested,
     Envelope,
-    Event,
     IntakeCommand,
     RequestCompleted,
     RequestRejected,
@@ -101,29 +100,30 @@ class Intake:
         found = await self.documents.get(REQUESTS, request_id)
         return {"request_id": request_id, **(found or {"status": "pending"})}
 
-    async def carry_out(self, event: IntakeCommand, envelope: Envelope) -> None:
+    async def carry_out(self, event: SignUpRequested | ApplicationRequested, envelope: Envelope) -> None:
         """Idempotent: a redelivery after a crash at any step finishes the request exactly once."""
         outcome = await self._outcome(event.request_id)
         if outcome is None:
             data = await self.vault.open(event.payload) if event.payload else {}
+            decided: RequestCompleted | RequestRejected
             if data is None:
-                outcome = RequestRejected(
+                decided = RequestRejected(
                     request_id=event.request_id,
                     status=410,
                     code="request_expired",
                     detail="Cette demande a expiré avant d’être traitée : recommencez-la.",
                 )
             elif isinstance(event, SignUpRequested):
-                outcome = await self._sign_up(event.request_id, data)
+                decided = await self._sign_up(event.request_id, data)
             else:
-                assert isinstance(event, ApplicationRequested)
-                outcome = await self._apply(event, data)
+                decided = await self._apply(event, data)
             try:
-                await append_events(self.store, event.request_id, 0, [outcome], causation_id=str(envelope.event_id))
+                await append_events(self.store, event.request_id, 0, [decided], causation_id=str(envelope.event_id))
+                outcome = decided
             except ConcurrencyError:  # another member finished it meanwhile: keep its outcome
                 outcome = await self._outcome(event.request_id)
-                assert outcome is not None
-        await self._record(outcome, envelope)
+        if outcome is not None:
+            await self._record(outcome, envelope)
 
     async def shred_expired_keys(self) -> list[str]:
         retention = timedelta(hours=self.ctx.settings.intake_key_retention_hours)
@@ -148,7 +148,7 @@ class Intake:
             }
         await self.documents.put(REQUESTS, outcome.request_id, doc)
 
-    async def _sign_up(self, request_id: str, data: dict[str, Any]) -> Event:
+    async def _sign_up(self, request_id: str, data: dict[str, Any]) -> RequestCompleted | RequestRejected:
         answer = await services_of(self.ctx.runtime).call(
             "volunteers", "POST", "/volunteers", None, json=data["volunteer"]
         )
@@ -167,7 +167,7 @@ class Intake:
             )
         return RequestCompleted(request_id=request_id, resource={**volunteer, "account_id": account["id"]})
 
-    async def _apply(self, event: ApplicationRequested, data: dict[str, Any]) -> Event:
+    async def _apply(self, event: ApplicationRequested, data: dict[str, Any]) -> RequestCompleted | RequestRejected:
         actor = Actor(id=event.volunteer_id, role="volunteer")
         answer = await services_of(self.ctx.runtime).call(
             "volunteers",
