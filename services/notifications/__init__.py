@@ -8,13 +8,21 @@ import structlog
 from services.notifications import projections
 from services.notifications.api import pages, router
 from services.notifications.consumers import subscribers
-from services.notifications.handlers import AWAITING, DELIVERIES, SEND_BATCH, Notifications
+from services.notifications.handlers import AWAITING, DELIVERIES, SEND_BATCH, DeliveryLog, Letters, Notifications
 from shared.runtime.app import Service, ServiceContext
+from shared.runtime.mail import mailer_for
+from shared.runtime.vault import Vault
 
 log = structlog.get_logger("civique.notifications")
 
 
 async def setup(ctx: ServiceContext) -> None:
+    """The composition root: the delivery log and the handlers, built once for the routes, the consumers and
+    the jobs (CIVIQUE_LINK_SECRET required: MissingSecret otherwise); then the read models' indexes."""
+    delivery = ctx.provide(
+        DeliveryLog(ctx.documents, ctx.settings, Vault(ctx.keys), mailer_for(ctx.settings, ctx.documents), Letters())
+    )
+    ctx.provide(Notifications(ctx.documents, ctx.store, ctx.settings, delivery))
     await projections.setup(ctx.documents)
     await ctx.documents.ensure_index(DELIVERIES, ["status", "next_attempt_at"])
     await ctx.documents.ensure_index(DELIVERIES, ["recipient_id", "status", "sent_at"])
@@ -24,9 +32,10 @@ async def setup(ctx: ServiceContext) -> None:
 
 async def send_continuously(ctx: ServiceContext) -> None:
     """The sender: delivers what is due, at once again when a batch was full."""
+    delivery = ctx.component(DeliveryLog)
     while True:
         try:
-            handled = await Notifications(ctx).log.send_due()
+            handled = await delivery.send_due()
         except Exception:
             log.exception("send_failed")
             handled = 0
@@ -36,9 +45,10 @@ async def send_continuously(ctx: ServiceContext) -> None:
 
 async def run_schedule_periodically(ctx: ServiceContext) -> None:
     """Reminders and digests: each keyed by its period, so running it often writes each once."""
+    notifications = ctx.component(Notifications)
     while True:
         try:
-            await Notifications(ctx).run_schedule()
+            await notifications.run_schedule()
         except Exception:
             log.exception("schedule_failed")
         await asyncio.sleep(ctx.settings.schedule_interval_s)

@@ -1,32 +1,34 @@
 """HTTP API of the notifications service: preferences, unsubscribe links, referents' broadcasts and their
 report, failed e-mails for the operators, and the local mailbox of embedded runs."""
 
-from typing import Annotated, Literal
+from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse
 from markupsafe import escape
-from pydantic import BaseModel, ConfigDict, Field
 
-from services.notifications.domain import INVALID_LINK
+from services.notifications.domain import InvalidLink
 from services.notifications.handlers import Notifications
+from shared.contracts.notifications import (
+    Broadcast,
+    BroadcastAccepted,
+    BroadcastReport,
+    Failure,
+    FailuresQuery,
+    PreferencesChange,
+    PreferencesView,
+    Unsubscribed,
+    UnsubscribeQuery,
+)
+from shared.errors import Refusal
 from shared.events.vocabulary import Department
-from shared.runtime.actors import ActingUser, require_role
-from shared.runtime.app import ServiceContext, service_context
-from shared.runtime.mail import MAILBOX
-from shared.runtime.problems import Problem
+from shared.runtime.actors import ActingUser
+from shared.runtime.app import provided
 
 router = APIRouter(prefix="/notifications", tags=["notifications"])
 pages = APIRouter(prefix="/notifications", include_in_schema=False)  # public: the local mailbox of embedded runs
-Context = Annotated[ServiceContext, Depends(service_context("notifications"))]
-
-
-def notifications(ctx: Context) -> Notifications:
-    return Notifications(ctx)
-
-
-Handlers = Annotated[Notifications, Depends(notifications)]
+Handlers = Annotated[Notifications, Depends(provided("notifications", Notifications))]
 UNSUBSCRIBED = {
     "news": "Vous ne recevrez plus de propositions de missions ni de messages de votre référent.",
     "activity": "Vous ne recevrez plus d’e-mails sur l’activité de vos missions ; les rappels importants continuent.",
@@ -48,54 +50,26 @@ WHAT_CONTINUES = {
 }
 
 
-class PreferencesChange(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    frequency: Literal["realtime", "summary"] | None = None
-    news: bool | None = Field(default=None, description="propositions de missions et messages des référents")
-    activity: bool | None = Field(default=None, description="activité des missions (gestionnaires, référents)")
-
-
-class Broadcast(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    subject: str = Field(min_length=3, max_length=150)
-    body: str = Field(min_length=10, max_length=5000)
-
-
 @router.get("/preferences")
-async def preferences(actor: ActingUser, handlers: Handlers) -> dict:
+async def preferences(actor: ActingUser, handlers: Handlers) -> PreferencesView:
     return await handlers.preferences(actor.id)
 
 
 @router.put("/preferences")
-async def change_preferences(body: PreferencesChange, actor: ActingUser, handlers: Handlers) -> dict:
+async def change_preferences(body: PreferencesChange, actor: ActingUser, handlers: Handlers) -> PreferencesView:
     """Realtime or daily summary (managers, referents), and which optional e-mails to receive."""
-    if body.frequency is not None and actor.role not in ("manager", "referent", "admin"):
-        raise Problem(
-            422, "frequency_not_applicable", "Le résumé quotidien concerne les gestionnaires et les référents."
-        )
-    current = await handlers.preferences(actor.id)
-    unsubscribed = set(current["unsubscribed"])
-    for category in ("news", "activity"):
-        wanted = getattr(body, category)
-        if wanted is not None:
-            unsubscribed = unsubscribed - {category} if wanted else unsubscribed | {category}
-    changes: dict = {"unsubscribed": sorted(unsubscribed)}
-    if body.frequency is not None:
-        changes["frequency"] = body.frequency
-    return await handlers.set_preferences(actor.id, changes)
+    return await handlers.change_preferences(actor, body)
 
 
 @router.get("/unsubscribe", response_class=HTMLResponse, responses={400: {"content": {"text/html": {}}}})
-async def unsubscribe_page(handlers: Handlers, token: Annotated[str | None, Query()] = None) -> HTMLResponse:
+async def unsubscribe_page(handlers: Handlers, query: Annotated[UnsubscribeQuery, Query()]) -> HTMLResponse:
     """The link of every non-transactional e-mail: a confirmation page, no login. Opening it changes nothing
     (mail scanners and link previews open links); its button posts the choice to the same address."""
     try:
-        token = checked(token)
-        category = handlers.unsubscribe_category(token)
-    except Problem as problem:
-        return problem_page(problem)
+        category = handlers.unsubscribe_category(query.token)
+    except InvalidLink as refusal:
+        return problem_page(refusal)
+    token = query.token or ""
     stops, continues = WHAT_STOPS[category], WHAT_CONTINUES[category]
     form = (
         f'<form method="post" action="?{escape(urlencode({"token": token}))}">'
@@ -114,28 +88,25 @@ async def unsubscribe_page(handlers: Handlers, token: Annotated[str | None, Quer
 
 @router.post(
     "/unsubscribe",
-    responses={200: {"content": {"application/json": {}, "text/html": {}}}, 400: {"content": {"text/html": {}}}},
+    response_model=Unsubscribed,
+    responses={200: {"content": {"text/html": {}}}, 400: {"content": {"text/html": {}}}},
 )
-async def unsubscribe(request: Request, handlers: Handlers, token: Annotated[str | None, Query()] = None) -> Response:
+async def unsubscribe(
+    request: Request, handlers: Handlers, query: Annotated[UnsubscribeQuery, Query()]
+) -> Unsubscribed | HTMLResponse:
     """The confirmation page's button, answered with a page when the client prefers HTML (a browser), and
     RFC 8058 one-click unsubscribing from the List-Unsubscribe header (mail clients), answered in JSON."""
     as_page = prefers_html(request.headers.get("accept", ""))
     try:
-        category = await handlers.unsubscribe(checked(token))
-    except Problem as problem:
+        done = await handlers.unsubscribe(query.token)
+    except InvalidLink as refusal:
         if as_page:
-            return problem_page(problem)
+            return problem_page(refusal)
         raise
     if not as_page:
-        return JSONResponse({"unsubscribed": category})
-    body = f"<p>{escape(UNSUBSCRIBED[category])}</p><p>Les e-mails liés à votre compte continuent.</p>"
+        return done
+    body = f"<p>{escape(UNSUBSCRIBED[done.unsubscribed])}</p><p>Les e-mails liés à votre compte continuent.</p>"
     return html_page("Désinscription enregistrée", body)
-
-
-def checked(token: str | None) -> str:
-    if not token or len(token) > 500:
-        raise INVALID_LINK
-    return token
 
 
 def prefers_html(accept: str) -> bool:
@@ -163,8 +134,8 @@ def quality(accept: str, media_type: str) -> float:
     return best
 
 
-def problem_page(problem: Problem) -> HTMLResponse:
-    return html_page("Lien non valide", f'<p data-code="{escape(problem.code)}">{escape(problem.detail)}</p>', 400)
+def problem_page(refusal: Refusal) -> HTMLResponse:
+    return html_page("Lien non valide", f'<p data-code="{escape(refusal.code)}">{escape(refusal.detail)}</p>', 400)
 
 
 def html_page(title: str, body: str, status: int = 200) -> HTMLResponse:
@@ -177,38 +148,31 @@ def html_page(title: str, body: str, status: int = 200) -> HTMLResponse:
 
 
 @router.post("/departments/{department}/broadcasts", status_code=202)
-async def post_broadcast(department: Department, body: Broadcast, actor: ActingUser, handlers: Handlers) -> dict:
+async def post_broadcast(
+    department: Department, body: Broadcast, actor: ActingUser, handlers: Handlers
+) -> BroadcastAccepted:
     """A referent writes to the volunteers of their department still without a mission (throttled, opt-outs
     honoured); the report counts what became of each e-mail."""
-    require_role(actor, "referent", "admin")
-    return await handlers.post_broadcast(actor, department, body.subject, body.body)
+    return await handlers.post_broadcast(actor, department, body)
 
 
 @router.get("/broadcasts/{broadcast_id}")
-async def broadcast_report(broadcast_id: str, actor: ActingUser, handlers: Handlers) -> dict:
-    require_role(actor, "referent", "admin")
+async def broadcast_report(broadcast_id: str, actor: ActingUser, handlers: Handlers) -> BroadcastReport:
     return await handlers.broadcast_report(actor, broadcast_id)
 
 
 @router.get("/failures")
-async def failures(
-    actor: ActingUser,
-    handlers: Handlers,
-    status: Literal["dead", "unconfirmed"] = "dead",
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> list:
+async def failures(actor: ActingUser, handlers: Handlers, query: Annotated[FailuresQuery, Query()]) -> list[Failure]:
     """E-mails given up (dead letters) or possibly sent before a crash (unconfirmed), for the operators."""
-    require_role(actor, "admin")
-    return await handlers.log.failures(status, limit)
+    return await handlers.failures(actor, query)
 
 
 # ---- the local mailbox: what an embedded run would have sent, for a person to read ----
 
 
 @pages.get("/mailbox", response_class=HTMLResponse)
-async def mailbox(ctx: Context) -> HTMLResponse:
-    check_mailbox(ctx)
-    letters = await ctx.documents.find(MAILBOX, sort=[("sent_at", -1)], limit=200)
+async def mailbox(handlers: Handlers) -> HTMLResponse:
+    letters = await handlers.mailbox()
     rows = "".join(
         f"<tr><td>{escape(m['sent_at'][:19])}</td><td>{escape(m['to'])}</td>"
         f'<td><a href="mailbox/{escape(m["id"])}">{escape(m["subject"])}</a></td></tr>'
@@ -219,17 +183,9 @@ async def mailbox(ctx: Context) -> HTMLResponse:
 
 
 @pages.get("/mailbox/{message_id}", response_class=HTMLResponse)
-async def mailbox_letter(message_id: str, ctx: Context) -> HTMLResponse:
-    check_mailbox(ctx)
-    letter = await ctx.documents.get(MAILBOX, message_id)
-    if letter is None:
-        raise Problem(404, "message_not_found", "Cet e-mail est introuvable.")
+async def mailbox_letter(message_id: str, handlers: Handlers) -> HTMLResponse:
+    letter = await handlers.mailbox_letter(message_id)
     return HTMLResponse(letter["html"])
-
-
-def check_mailbox(ctx: ServiceContext) -> None:
-    if ctx.settings.smtp_host:
-        raise Problem(404, "no_local_mailbox", "Les e-mails partent par SMTP : il n’y a pas de boîte locale.")
 
 
 def page(title: str, body: str) -> str:

@@ -13,11 +13,13 @@ CONSUMED: tuple[type[Event], ...] = tuple(dict.fromkeys([*projections.PROJECTION
 
 
 def subscribers(ctx: ServiceContext) -> list[Subscriber]:
+    """The handlers are the ones the composition root built (`ctx.component`), looked up when an event comes."""
+
     async def on_event(event: Event, env: Envelope) -> None:
-        await Notifications(ctx).on_event(event, env)
+        await ctx.component(Notifications).on_event(event, env)
 
     async def on_broadcast(event: BroadcastPosted, env: Envelope) -> None:
-        await Notifications(ctx).fan_out(event, env)
+        await ctx.component(Notifications).fan_out(event, env)
 
     return [
         Subscriber("notifications.mail", dict.fromkeys(CONSUMED, on_event)),

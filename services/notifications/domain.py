@@ -1,6 +1,7 @@
 """What the platform writes, and when: the categories of messages, preferences, throttling, reminder periods,
 signed unsubscribe links. Pure: no I/O, no clock (callers pass `now`). Which message each event calls for,
-and in which category, is the table of rules in `handlers.notices`."""
+and in which category, is the table of rules in `handlers.notices`. Refusals are `shared.errors` ones, each
+declared once below."""
 
 import base64
 import hashlib
@@ -10,7 +11,9 @@ from datetime import date, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from shared.runtime.problems import Problem
+from shared.contracts.notifications import Frequency, Unsubscribable
+from shared.errors import Invalid, Refusal
+from shared.events import Role
 
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -18,7 +21,18 @@ PARIS = ZoneInfo("Europe/Paris")
 # activity: what happens on an organisation's or a department's missions, realtime or daily summary;
 # news: what the platform proposes to a volunteer, opt-out. Activity and news are throttled.
 Category = Literal["transactional", "activity", "news"]
-Frequency = Literal["realtime", "summary"]
+
+
+class InvalidLink(Refusal):
+    """A link the platform did not sign, or altered on the way: the request itself is bad (400), not its data."""
+
+
+INVALID_LINK = InvalidLink("invalid_unsubscribe_link", "Ce lien de désinscription n’est pas valide.")
+FREQUENCY_NOT_APPLICABLE = Invalid(
+    "frequency_not_applicable", "Le résumé quotidien concerne les gestionnaires et les référents."
+)
+CHOOSE_FREQUENCY: tuple[Role, ...] = ("manager", "referent", "admin")
+MAX_TOKEN_LENGTH = 500
 
 ALMOST_FULL_ABOVE = 5  # JeVeuxAider warns of the last place only on missions of more than five
 PENDING_REMINDER_AFTER = timedelta(days=7)
@@ -91,13 +105,32 @@ class Preferences:
     """As in JeVeuxAider: managers and referents choose realtime or a daily summary of the activity."""
 
     frequency: Frequency = "realtime"
-    unsubscribed: frozenset[Category] = frozenset()
+    unsubscribed: frozenset[Unsubscribable] = frozenset()
 
     @classmethod
     def of(cls, doc: dict[str, Any] | None) -> "Preferences":
         if not doc:
             return cls()
         return cls(frequency=doc.get("frequency", "realtime"), unsubscribed=frozenset(doc.get("unsubscribed", ())))
+
+    def doc(self) -> dict[str, Any]:
+        return {"frequency": self.frequency, "unsubscribed": sorted(self.unsubscribed)}
+
+    def changed(
+        self, role: Role, *, frequency: Frequency | None = None, wanted: dict[Unsubscribable, bool | None] | None = None
+    ) -> "Preferences":
+        """Another frequency (managers, referents, admins), and which optional e-mails one wants (None: as is)."""
+        if frequency is not None and role not in CHOOSE_FREQUENCY:
+            raise FREQUENCY_NOT_APPLICABLE
+        unsubscribed = set(self.unsubscribed)
+        for category, wants in (wanted or {}).items():
+            if wants is not None:
+                unsubscribed = unsubscribed - {category} if wants else unsubscribed | {category}
+        return Preferences(frequency=frequency or self.frequency, unsubscribed=frozenset(unsubscribed))
+
+    def without(self, category: Unsubscribable) -> "Preferences":
+        """Unsubscribed from `category` (an unsubscribe link)."""
+        return Preferences(frequency=self.frequency, unsubscribed=self.unsubscribed | {category})
 
 
 QueuedStatus = Literal["queued", "held", "opted_out"]
@@ -155,7 +188,7 @@ def is_weekday(now: datetime) -> bool:
 
 # ---- unsubscribe links: signed, so that a click needs no login and cannot be forged ----
 
-UNSUBSCRIBABLE: tuple[Category, ...] = ("activity", "news")
+UNSUBSCRIBABLE: tuple[Unsubscribable, ...] = ("activity", "news")
 
 
 def unsubscribe_token(secret: str, recipient_id: str, category: Category) -> str:
@@ -163,7 +196,10 @@ def unsubscribe_token(secret: str, recipient_id: str, category: Category) -> str
     return f"{payload}.{_signature(secret, payload)}"
 
 
-def read_unsubscribe_token(secret: str, token: str) -> tuple[str, Category]:
+def read_unsubscribe_token(secret: str, token: str | None) -> tuple[str, Unsubscribable]:
+    """The person and the category a link unsubscribes from; INVALID_LINK unless the platform signed it."""
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        raise INVALID_LINK
     payload, _, signature = token.partition(".")
     if not token.isascii() or not hmac.compare_digest(signature.encode(), _signature(secret, payload).encode()):
         raise INVALID_LINK
@@ -171,14 +207,12 @@ def read_unsubscribe_token(secret: str, token: str) -> tuple[str, Category]:
         decoded = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode()
     except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
         raise INVALID_LINK from None
-    recipient_id, _, category = decoded.partition("|")
-    if category not in UNSUBSCRIBABLE:
-        raise INVALID_LINK
-    return recipient_id, category  # type: ignore[return-value]
+    recipient_id, _, named = decoded.partition("|")
+    for category in UNSUBSCRIBABLE:
+        if named == category:
+            return recipient_id, category
+    raise INVALID_LINK
 
 
 def _signature(secret: str, payload: str) -> str:
     return hmac.new(secret.encode(), f"unsubscribe:{payload}".encode(), hashlib.sha256).hexdigest()[:32]
-
-
-INVALID_LINK = Problem(400, "invalid_unsubscribe_link", "Ce lien de désinscription n’est pas valide.")

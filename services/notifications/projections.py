@@ -168,7 +168,8 @@ async def _on_mission(documents: DocumentStore, event: MissionEvent, env: Envelo
     if isinstance(event, MissionModerated):
         # kept per decision: a redelivered decision must be told the way it was the first time
         doc.setdefault("online_at_decision", {})[str(env.stream_version)] = doc.get("status") in ("published", "filled")
-    doc["organization_id"] = event.organization_id  # type: ignore[attr-defined]  # every mission event has it
+    # every mission event names its organisation, though the base class does not declare it
+    doc["organization_id"] = getattr(event, "organization_id", doc.get("organization_id"))
     doc["status"] = mission_status_after(event, doc.get("status"))
     await documents.put(MISSIONS, event.mission_id, doc)
 

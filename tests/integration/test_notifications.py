@@ -104,7 +104,7 @@ class World:
 
     @property
     def notifications(self) -> Notifications:
-        return Notifications(self.ctx)
+        return self.ctx.component(Notifications)
 
     async def seal(self, owner: str, data: dict):
         return await Vault(self.ctx.keys).seal(owner, data)

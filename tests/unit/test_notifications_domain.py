@@ -13,8 +13,9 @@ from services.notifications.domain import Notice, Preferences
 from services.notifications.handlers import TEMPLATES, Letters
 from services.notifications.handlers.notices import MESSAGES, RULES, SCHEDULED, Addressing, notices_for, rule
 from services.notifications.projections import PROJECTIONS
+from shared.errors import Invalid
 from shared.events import BroadcastPosted, VolunteerIdle, VolunteerRegistered, catalog
-from shared.runtime.problems import Problem
+from shared.runtime.errors import status_of
 
 NOW = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
 
@@ -96,10 +97,26 @@ def test_unsubscribe_links_are_signed():
         "garbage",
         "é.é",  # not even ASCII: refused, not a crash
         domain.unsubscribe_token("secret", "volunteer-1", "news").split(".")[0] + "!.0",
+        None,  # a link without its token
+        "",
+        token + "0" * 500,  # longer than any link the platform writes
     ):
-        with pytest.raises(Problem) as refused:
+        with pytest.raises(domain.InvalidLink) as refused:
             domain.read_unsubscribe_token("secret", forged)
         assert refused.value.code == "invalid_unsubscribe_link"
+    assert status_of(domain.INVALID_LINK) == 400  # a bad request, as before refusals left HTTP
+
+
+def test_preferences_change_by_category_and_the_frequency_is_for_managers_and_referents():
+    current = Preferences(unsubscribed=frozenset({"news"}))
+    changed = current.changed("volunteer", wanted={"news": True, "activity": False})
+    assert changed == Preferences(unsubscribed=frozenset({"activity"}))
+    assert current.changed("volunteer", wanted={"news": None}) == current  # left out: as it is
+    assert current.changed("referent", frequency="summary").frequency == "summary"
+    with pytest.raises(Invalid) as refused:
+        current.changed("volunteer", frequency="realtime")
+    assert refused.value is domain.FREQUENCY_NOT_APPLICABLE
+    assert current.without("activity").doc() == {"frequency": "realtime", "unsubscribed": ["activity", "news"]}
 
 
 # ---- the table of rules: events → messages, and what the service consumes ----

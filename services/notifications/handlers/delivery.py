@@ -20,10 +20,11 @@ from services.notifications import domain, projections
 from services.notifications.domain import Notice
 from services.notifications.handlers.letters import Letters
 from services.notifications.projections import MISSIONS, ORGANIZATIONS
+from shared.contracts.notifications import Failure, FailureStatus, Unsubscribable
 from shared.events.vocabulary import Sealed
-from shared.runtime.app import ServiceContext
-from shared.runtime.mail import Mailer, PermanentMailFailure, TemporaryMailFailure, mailer_for
-from shared.runtime.ports import DuplicateKeyError
+from shared.runtime.mail import Mailer, PermanentMailFailure, TemporaryMailFailure
+from shared.runtime.ports import DocumentStore, DuplicateKeyError
+from shared.runtime.settings import Settings
 from shared.runtime.vault import Vault
 
 log = structlog.get_logger("civique.notifications")
@@ -45,12 +46,15 @@ class NotReady(Exception):
 
 
 class DeliveryLog:
-    def __init__(self, ctx: ServiceContext) -> None:
-        self.documents, self.settings = ctx.documents, ctx.settings
-        assert self.settings.link_secret, "the notifications service needs CIVIQUE_LINK_SECRET"
-        self.vault = Vault(ctx.keys)
-        self.mailer: Mailer = ctx.runtime.held(Mailer, lambda: mailer_for(ctx.settings, ctx.documents))  # type: ignore[type-abstract]
-        self.letters = ctx.runtime.held(Letters, Letters)
+    """Built once at start by the service's composition root: `vault` opens the sealed contact details (the
+    platform's key store), `mailer` sends (SMTP, or the local mailbox of embedded runs)."""
+
+    def __init__(
+        self, documents: DocumentStore, settings: Settings, vault: Vault, mailer: Mailer, letters: Letters
+    ) -> None:
+        self.documents, self.settings = documents, settings
+        self.link_secret = settings.secret("link_secret")
+        self.vault, self.mailer, self.letters = vault, mailer, letters
 
     async def enqueue(self, notice: Notice, *, status: str | None = None, **fields: Any) -> bool:
         """Write one e-mail into the delivery log; False when it is there already (a redelivery)."""
@@ -205,9 +209,7 @@ class DeliveryLog:
         category = delivery["category"]
         context["unsubscribe_url"] = (
             f"{base}/api/v1/notifications/unsubscribe?token="
-            + domain.unsubscribe_token(
-                self.settings.link_secret or "", delivery["recipient_id"], self._unsubscribes(delivery)
-            )
+            + domain.unsubscribe_token(self.link_secret, delivery["recipient_id"], self._unsubscribes(delivery))
             if category != "transactional"
             else None
         )
@@ -231,11 +233,13 @@ class DeliveryLog:
                 context["items"] = await self._digest_items(facts["items"], contact)
         return context
 
-    def _unsubscribes(self, delivery: dict[str, Any]) -> domain.Category:
+    def _unsubscribes(self, delivery: dict[str, Any]) -> Unsubscribable:
         """The category a link in this e-mail unsubscribes from (a digest: what it gathers)."""
         if delivery["template"] == "digest":
-            return delivery["facts"].get("gathers", "activity")
-        return delivery["category"]
+            named = delivery["facts"].get("gathers", "activity")
+        else:
+            named = delivery["category"]
+        return "news" if named == "news" else "activity"
 
     async def _known(self, collection: str, doc_id: str) -> dict[str, Any]:
         found = await self.documents.get(collection, doc_id)
@@ -277,8 +281,8 @@ class DeliveryLog:
             await self.documents.delete(DELIVERIES, delivery["id"])
         return len(old)
 
-    async def failures(self, status: str, limit: int) -> list[dict[str, Any]]:
+    async def failures(self, status: FailureStatus, limit: int) -> list[Failure]:
         """Dead or unconfirmed e-mails for the operators: which message, why; no address."""
         found = await self.documents.find(DELIVERIES, {"status": status}, sort=[("created_at", -1)], limit=limit)
         fields = ("template", "recipient_id", "source", "attempts", "reason", "created_at")
-        return [{"id": d["id"], **{f: d.get(f) for f in fields}} for d in found]
+        return [Failure.model_validate({"id": d["id"], **{f: d.get(f) for f in fields}}) for d in found]

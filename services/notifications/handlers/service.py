@@ -1,6 +1,6 @@
 """The notifications service's handlers: events become e-mails in the delivery log (`delivery`) by their rules
 (`notices`), the scheduler writes reminders and digests, referents' broadcasts fan out, people choose what
-they receive."""
+they receive. Who may act is checked here, by the rules of `shared.access`; refusals are `shared.errors` ones."""
 
 import contextlib
 from collections import defaultdict
@@ -11,20 +11,39 @@ from services.notifications import domain, projections
 from services.notifications.handlers.delivery import DELIVERIES, PREFERENCES, DeliveryLog, now
 from services.notifications.handlers.notices import OrganizationUnknown, notices_for, scheduled
 from services.notifications.projections import APPLICATIONS, MISSIONS, ORGANIZATIONS, PEOPLE
+from shared.access import require_referent, require_role
+from shared.contracts.notifications import (
+    Broadcast,
+    BroadcastAccepted,
+    BroadcastReport,
+    Failure,
+    FailuresQuery,
+    PreferencesChange,
+    PreferencesView,
+    Unsubscribable,
+    Unsubscribed,
+)
+from shared.errors import NotFound
 from shared.events import Actor, BroadcastPosted, Envelope, Event, OrganizationRegistered, catalog, new_id
-from shared.runtime.app import ServiceContext
-from shared.runtime.ports import DuplicateKeyError
-from shared.runtime.problems import Problem
+from shared.runtime.mail import MAILBOX
+from shared.runtime.ports import DocumentStore, DuplicateKeyError, EventStore
+from shared.runtime.settings import Settings
 from shared.runtime.streams import append_events
 
 BROADCASTS = "broadcasts"
 AWAITING = "awaiting_organizations"  # events parked until their organisation is known
 
+BROADCAST_NOT_FOUND = NotFound("broadcast_not_found", "Ce message est introuvable ou en cours d’envoi.")
+MESSAGE_NOT_FOUND = NotFound("message_not_found", "Cet e-mail est introuvable.")
+NO_LOCAL_MAILBOX = NotFound("no_local_mailbox", "Les e-mails partent par SMTP : il n’y a pas de boîte locale.")
+
 
 class Notifications:
-    def __init__(self, ctx: ServiceContext) -> None:
-        self.ctx, self.documents, self.settings = ctx, ctx.documents, ctx.settings
-        self.log = DeliveryLog(ctx)
+    """Built once at start by the service's composition root, for its routes, consumers and jobs."""
+
+    def __init__(self, documents: DocumentStore, store: EventStore, settings: Settings, log: DeliveryLog) -> None:
+        self.documents, self.store, self.settings, self.log = documents, store, settings, log
+        self.link_secret = settings.secret("link_secret")
 
     # ---- events → e-mails ----
 
@@ -150,13 +169,19 @@ class Notifications:
 
     # ---- referents' broadcasts ----
 
-    async def post_broadcast(self, actor: Actor, department: str, subject: str, body: str) -> dict[str, Any]:
+    async def post_broadcast(self, actor: Actor, department: str, broadcast: Broadcast) -> BroadcastAccepted:
+        """A referent writes to the volunteers of their department still without a mission; the e-mails leave
+        from the broadcasts' consumer (`fan_out`)."""
         await self.check_department(actor, department)
         posted = BroadcastPosted(
-            broadcast_id=new_id(), department=department, referent_id=actor.id, subject=subject, body=body
+            broadcast_id=new_id(),
+            department=department,
+            referent_id=actor.id,
+            subject=broadcast.subject,
+            body=broadcast.body,
         )
-        await append_events(self.ctx.store, posted.stream_id(), 0, [posted], actor=actor)
-        return {"broadcast_id": posted.broadcast_id, "status": "accepted"}
+        await append_events(self.store, posted.stream_id(), 0, [posted], actor=actor)
+        return BroadcastAccepted(broadcast_id=posted.broadcast_id, status="accepted")
 
     async def fan_out(self, event: BroadcastPosted, env: Envelope) -> None:
         """One e-mail per volunteer of the department still without a mission (throttled, opt-outs honoured)."""
@@ -178,51 +203,83 @@ class Notifications:
             notice = scheduled("referent_broadcast", volunteer_id, str(env.event_id), facts)
             await self.log.enqueue(notice, broadcast_id=event.broadcast_id)
 
-    async def broadcast_report(self, actor: Actor, broadcast_id: str) -> dict[str, Any]:
+    async def broadcast_report(self, actor: Actor, broadcast_id: str) -> BroadcastReport:
+        require_role(actor, "referent", "admin")
         broadcast = await self.documents.get(BROADCASTS, broadcast_id)
         if broadcast is None:
-            raise Problem(404, "broadcast_not_found", "Ce message est introuvable ou en cours d’envoi.")
+            raise BROADCAST_NOT_FOUND
         await self.check_department(actor, broadcast["department"])
         counts: dict[str, int] = defaultdict(int)
         for delivery in await self.documents.find(DELIVERIES, {"broadcast_id": broadcast_id}):
             counts[delivery["status"]] += 1
-        return {
-            "broadcast_id": broadcast_id,
-            "department": broadcast["department"],
-            "subject": broadcast["subject"],
-            "posted_at": broadcast["posted_at"],
-            "recipients": broadcast["recipients"],
-            "sent": counts["sent"],
-            "waiting": counts["queued"],
-            "in_next_digest": counts["held"] + counts["digested"],
-            "opted_out": counts["opted_out"],
-            "not_delivered": counts["dead"] + counts["skipped"] + counts["unconfirmed"],
-        }
+        return BroadcastReport(
+            broadcast_id=broadcast_id,
+            department=broadcast["department"],
+            subject=broadcast["subject"],
+            posted_at=broadcast["posted_at"],
+            recipients=broadcast["recipients"],
+            sent=counts["sent"],
+            waiting=counts["queued"],
+            in_next_digest=counts["held"] + counts["digested"],
+            opted_out=counts["opted_out"],
+            not_delivered=counts["dead"] + counts["skipped"] + counts["unconfirmed"],
+        )
 
     async def check_department(self, actor: Actor, department: str) -> None:
-        if actor.role == "admin":
-            return
+        """Referents of the department (as this service knows them from ReferentAppointed) and admins."""
+        require_role(actor, "referent", "admin")
         referent = await projections.person(self.documents, actor.id) if actor.role == "referent" else None
-        if referent is None or department not in referent.get("departments", ()):
-            raise Problem(403, "outside_your_departments", "Vous n’êtes pas référent de ce département.")
+        require_referent(actor, department, (referent or {}).get("departments", ()))
+
+    # ---- for the operators ----
+
+    async def failures(self, actor: Actor, query: FailuresQuery) -> list[Failure]:
+        """E-mails given up (dead letters) or possibly sent before a crash (unconfirmed)."""
+        require_role(actor, "admin")
+        return await self.log.failures(query.status, query.limit)
+
+    async def mailbox(self, limit: int = 200) -> list[dict[str, Any]]:
+        """What an embedded run would have sent (no SMTP server), newest first."""
+        self._check_mailbox()
+        return await self.documents.find(MAILBOX, sort=[("sent_at", -1)], limit=limit)
+
+    async def mailbox_letter(self, message_id: str) -> dict[str, Any]:
+        self._check_mailbox()
+        letter = await self.documents.get(MAILBOX, message_id)
+        if letter is None:
+            raise MESSAGE_NOT_FOUND
+        return letter
+
+    def _check_mailbox(self) -> None:
+        if self.settings.smtp_host:
+            raise NO_LOCAL_MAILBOX
 
     # ---- preferences and unsubscribing ----
 
-    async def preferences(self, person_id: str) -> dict[str, Any]:
-        preferences = domain.Preferences.of(await self.documents.get(PREFERENCES, person_id))
-        return {"frequency": preferences.frequency, "unsubscribed": sorted(preferences.unsubscribed)}
+    async def preferences(self, person_id: str) -> PreferencesView:
+        return self._view(await self._preferences(person_id))
 
-    async def set_preferences(self, person_id: str, changes: dict[str, Any]) -> dict[str, Any]:
-        current = await self.preferences(person_id)
-        await self.documents.put(PREFERENCES, person_id, {**current, **changes})
-        return await self.preferences(person_id)
+    async def change_preferences(self, actor: Actor, change: PreferencesChange) -> PreferencesView:
+        """Realtime or daily summary (managers, referents, admins), and which optional e-mails to receive."""
+        current = await self._preferences(actor.id)
+        wanted: dict[Unsubscribable, bool | None] = {"news": change.news, "activity": change.activity}
+        changed = current.changed(actor.role, frequency=change.frequency, wanted=wanted)
+        await self.documents.put(PREFERENCES, actor.id, changed.doc())
+        return self._view(changed)
 
-    def unsubscribe_category(self, token: str) -> domain.Category:
+    def unsubscribe_category(self, token: str | None) -> Unsubscribable:
         """What a valid unsubscribe link would stop (it changes nothing: opening a link is not asking)."""
-        return domain.read_unsubscribe_token(self.settings.link_secret or "", token)[1]
+        return domain.read_unsubscribe_token(self.link_secret, token)[1]
 
-    async def unsubscribe(self, token: str) -> domain.Category:
-        person_id, category = domain.read_unsubscribe_token(self.settings.link_secret or "", token)
-        current = await self.preferences(person_id)
-        await self.set_preferences(person_id, {"unsubscribed": sorted({*current["unsubscribed"], category})})
-        return category
+    async def unsubscribe(self, token: str | None) -> Unsubscribed:
+        person_id, category = domain.read_unsubscribe_token(self.link_secret, token)
+        current = await self._preferences(person_id)
+        await self.documents.put(PREFERENCES, person_id, current.without(category).doc())
+        return Unsubscribed(unsubscribed=category)
+
+    async def _preferences(self, person_id: str) -> domain.Preferences:
+        return domain.Preferences.of(await self.documents.get(PREFERENCES, person_id))
+
+    @staticmethod
+    def _view(preferences: domain.Preferences) -> PreferencesView:
+        return PreferencesView(frequency=preferences.frequency, unsubscribed=sorted(preferences.unsubscribed))
