@@ -12,10 +12,16 @@ from shared.runtime.app import Service, ServiceContext
 DAILY = timedelta(days=1)
 
 
+async def setup(ctx: ServiceContext) -> None:
+    """The composition root: the handlers, built once for the routes, the consumers and the daily job."""
+    ctx.provide(MissionsHandlers(ctx))
+    await projections.setup(ctx.documents)
+
+
 async def close_ended_missions_daily(ctx: ServiceContext) -> None:
     """The daily job of closing missions a month past their end date (idempotent: run it as often as you like)."""
     while True:
-        await MissionsHandlers(ctx).close_ended_missions(datetime.now(UTC).date())
+        await ctx.component(MissionsHandlers).close_ended_missions(datetime.now(UTC).date())
         await asyncio.sleep(DAILY.total_seconds())
 
 
@@ -23,6 +29,6 @@ service = Service(
     "missions",
     routers=[router],
     subscribers=subscribers,
-    on_start=lambda ctx: projections.setup(ctx.documents),
+    on_start=setup,
     background=[close_ended_missions_daily],
 )

@@ -3,6 +3,7 @@
 from functools import partial
 
 from services.missions import projections
+from services.missions.domain import Decision
 from services.missions.handlers import MissionsHandlers
 from shared.events import (
     Envelope,
@@ -43,11 +44,15 @@ MISSION_EVENTS = (
     MissionClosed,
     MissionCancelled,
 )
-DECISIONS = {MissionValidated: "validated", MissionRefused: "refused", MissionChangesRequested: "changes_requested"}
+DECISIONS: dict[type[MissionValidated | MissionRefused | MissionChangesRequested], Decision] = {
+    MissionValidated: "validated",
+    MissionRefused: "refused",
+    MissionChangesRequested: "changes_requested",
+}
 
 
 def subscribers(ctx: ServiceContext) -> list[Subscriber]:
-    documents, handlers = ctx.documents, MissionsHandlers(ctx)
+    documents, handlers = ctx.documents, ctx.component(MissionsHandlers)
 
     async def on_mission_decision(
         event: MissionValidated | MissionRefused | MissionChangesRequested, env: Envelope
@@ -65,7 +70,7 @@ def subscribers(ctx: ServiceContext) -> list[Subscriber]:
         await projections.on_mission_event(documents, event, env)
         await handlers.publish_if_approved(event.mission_id, env)
 
-    async def on_application(event, env: Envelope) -> None:
+    async def on_application(event: projections.ApplicationEvent, env: Envelope) -> None:
         await projections.on_application_event(documents, event, env)
         await handlers.update_capacity(event.mission_id, env)
 

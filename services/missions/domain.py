@@ -15,6 +15,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from shared.contracts.organizations import RNA, siret_is_valid
+from shared.errors import Conflict, Invalid
 from shared.events import (
     Event,
     MissionCancelled,
@@ -32,7 +33,6 @@ from shared.events import (
 )
 from shared.events.missions import MissionStatus, mission_status_after
 from shared.events.vocabulary import MissionContent, ModerationPolicy
-from shared.runtime.problems import Problem
 
 Decision = Literal["validated", "refused", "changes_requested"]
 LIVE: frozenset[MissionStatus] = frozenset(
@@ -40,9 +40,16 @@ LIVE: frozenset[MissionStatus] = frozenset(
 )
 CLOSE_AFTER_END = timedelta(days=30)
 
-
-def refused(code: str, detail: str, status: int = 409) -> Problem:
-    return Problem(status, code, detail)
+INVALID_ORGANIZATION = Invalid("invalid_organization", "Certaines informations sur l’organisation sont invalides.")
+INVALID_MISSION = Invalid("invalid_mission", "Certaines informations sur la mission sont invalides.")
+DATES_PAST = Invalid("mission_dates_past", "Les dates de la mission sont déjà passées.")
+REASON_REQUIRED = Invalid(
+    "reason_required", "Indiquez la raison de l’annulation.", fields={"reason": "Indiquez la raison de l’annulation."}
+)
+MISSION_EXISTS = Conflict("mission_exists", "Cette mission existe déjà.")
+INVALID_TRANSITION = Conflict(
+    "invalid_transition", "Cette action n’est pas possible dans l’état où se trouve la mission."
+)
 
 
 # ---- organisations ----
@@ -60,9 +67,7 @@ def register_organization(registration: OrganizationRegistered) -> list[Event]:
     if registration.rna is not None and not RNA.match(registration.rna):
         fields["rna"] = "Le numéro RNA commence par W suivi de 9 chiffres."
     if fields:
-        raise Problem(
-            422, "invalid_organization", "Certaines informations sur l’organisation sont invalides.", fields=fields
-        )
+        raise INVALID_ORGANIZATION.with_fields(fields)
     return [registration]
 
 
@@ -104,25 +109,10 @@ class Mission:
     def exists(self) -> bool:
         return self.status is not None
 
-    def require(self, *statuses: MissionStatus, action: str) -> None:
+    def require(self, *statuses: MissionStatus) -> None:
+        """Refuse a command the mission's status does not allow."""
         if self.status not in statuses:
-            raise refused(
-                "invalid_transition",
-                f"Impossible de {action} une mission {STATUS_LABELS.get(self.status or '', 'inexistante')}.",
-            )
-
-
-STATUS_LABELS = {
-    "draft": "en brouillon",
-    "submitted": "en attente de validation",
-    "changes_requested": "à modifier",
-    "refused": "refusée",
-    "validated": "validée (organisation en attente)",
-    "published": "en ligne",
-    "filled": "complète",
-    "closed": "terminée",
-    "cancelled": "annulée",
-}
+            raise INVALID_TRANSITION
 
 
 def check_content(content: MissionContent) -> None:
@@ -140,7 +130,7 @@ def check_content(content: MissionContent) -> None:
     if any(len(p) > 100 or not p.strip() for p in content.prerequisites):
         fields["prerequisites"] = "Chaque prérequis compte de 1 à 100 caractères."
     if fields:
-        raise Problem(422, "invalid_mission", "Certaines informations sur la mission sont invalides.", fields=fields)
+        raise INVALID_MISSION.with_fields(fields)
 
 
 # ---- dates: a mission whose end is past can never be published ----
@@ -177,19 +167,19 @@ def check_dates(content: MissionContent, now: datetime, begun_on: date | None = 
     if content.start_date is not None and content.start_date < today and content.start_date != begun_on:
         fields["start_date"] = "La date de début est déjà passée : choisissez aujourd’hui ou une date à venir."
     if fields:
-        raise Problem(422, "mission_dates_past", "Les dates de la mission sont déjà passées.", fields=fields)
+        raise DATES_PAST.with_fields(fields)
 
 
 def draft_mission(mission: Mission, organization_id: str, content: MissionContent, now: datetime) -> list[Event]:
     if mission.exists:
-        raise refused("mission_exists", "Cette mission existe déjà.")
+        raise MISSION_EXISTS
     check_content(content)
     check_dates(content, now)
     return [MissionDrafted(mission_id=mission.id, organization_id=organization_id, content=content)]
 
 
 def edit_mission(mission: Mission, content: MissionContent, now: datetime) -> list[Event]:
-    mission.require("draft", "changes_requested", action="modifier")
+    mission.require("draft", "changes_requested")
     check_content(content)
     assert mission.content is not None
     start = mission.content.start_date
@@ -202,15 +192,10 @@ def submit_mission(
     mission: Mission, policy: ModerationPolicy, organization_approved: bool, now: datetime, accepted: int = 0
 ) -> list[Event]:
     """Submit for moderation (published at once under post-moderation); a mission already over cannot be."""
-    mission.require("draft", "changes_requested", action="soumettre")
+    mission.require("draft", "changes_requested")
     assert mission.content is not None
     if has_ended(mission.content, now):
-        raise Problem(
-            422,
-            "mission_dates_past",
-            "La date de fin de la mission est déjà passée : modifiez-la avant de la soumettre.",
-            fields={"end_date": ENDED},
-        )
+        raise DATES_PAST.with_fields({"end_date": ENDED})
     submitted = MissionSubmitted(
         mission_id=mission.id, organization_id=mission.organization_id, content=mission.content, moderation=policy
     )
@@ -284,7 +269,7 @@ def update_capacity(mission: Mission, accepted: int) -> list[Event]:
 
 
 def close_mission(mission: Mission) -> list[Event]:
-    mission.require("validated", "published", "filled", action="clôturer")
+    mission.require("validated", "published", "filled")
     return [
         MissionClosed(mission_id=mission.id, organization_id=mission.organization_id, reason="closed_by_organization")
     ]
@@ -299,7 +284,7 @@ def close_if_ended(mission: Mission, today: date) -> list[Event]:
 
 
 def cancel_mission(mission: Mission, reason: str) -> list[Event]:
-    mission.require(*LIVE, action="annuler")
+    mission.require(*LIVE)
     if not reason.strip():
-        raise Problem(422, "reason_required", "Indiquez la raison de l’annulation.", fields={"reason": "obligatoire"})
+        raise REASON_REQUIRED
     return [MissionCancelled(mission_id=mission.id, organization_id=mission.organization_id, reason=reason.strip())]

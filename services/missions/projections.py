@@ -4,7 +4,7 @@ Each document has one writer (one consumer group), and remembers the stream vers
 a redelivered or older event changes nothing.
 """
 
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 from shared.events import (
     ApplicationAccepted,
@@ -28,11 +28,37 @@ from shared.events import (
     ReferentAppointed,
     ReferentRevoked,
 )
-from shared.events.missions import mission_status_after
+from shared.events.missions import MissionDrafted, MissionSubmitted, mission_status_after
+from shared.events.moderation import OrganizationRejectionReason
+from shared.events.vocabulary import ModerationPolicy
 from shared.runtime.ports import DocumentStore
 
 ORGANIZATIONS, DECISIONS, MISSIONS = "organizations", "organization_decisions", "missions"
 POLICIES, PLACES, REFERENTS = "policies", "accepted_places", "referents"
+CONTENT_EVENTS = (MissionDrafted, MissionEdited, MissionSubmitted, MissionPublished)
+APPLICATION_EVENTS = (ApplicationAccepted, ApplicationWithdrawn, ApplicationCancelled, ApplicationRefused)
+ApplicationEvent = ApplicationAccepted | ApplicationWithdrawn | ApplicationCancelled | ApplicationRefused
+
+
+class OrganizationDecisionDocument(TypedDict):
+    """`organization_decisions`: a referent's decision on an organisation (none while pending)."""
+
+    status: Literal["pending", "approved", "rejected"]
+    rejection: OrganizationRejectionReason | None
+
+
+class PolicyDocument(TypedDict):
+    """`policies`: a department's moderation policy, by department code."""
+
+    policy: ModerationPolicy
+    version: int
+
+
+class ReferentDocument(TypedDict):
+    """`referents`: the departments a referent is appointed to (none once revoked)."""
+
+    departments: list[str]
+    version: int
 
 
 async def setup(documents: DocumentStore) -> None:
@@ -57,20 +83,19 @@ async def on_organization_decided(
     documents: DocumentStore, event: OrganizationApproved | OrganizationRejected, env: Envelope
 ) -> None:
     # its own collection: one writer per document, whatever the order the two consumer groups run in
-    await documents.put(
-        DECISIONS,
-        event.organization_id,
-        {
-            "status": "approved" if isinstance(event, OrganizationApproved) else "rejected",
-            "rejection": getattr(event, "reason", None),
-        },
+    decision: OrganizationDecisionDocument = (
+        {"status": "rejected", "rejection": event.reason}
+        if isinstance(event, OrganizationRejected)
+        else {"status": "approved", "rejection": None}
     )
+    await documents.put(DECISIONS, event.organization_id, decision)
 
 
 async def on_policy_changed(documents: DocumentStore, event: ModerationPolicyChanged, env: Envelope) -> None:
     current = await documents.get(POLICIES, event.department)
     if current is None or current["version"] < env.stream_version:
-        await documents.put(POLICIES, event.department, {"policy": event.policy, "version": env.stream_version})
+        policy: PolicyDocument = {"policy": event.policy, "version": env.stream_version}
+        await documents.put(POLICIES, event.department, policy)
 
 
 async def on_referent_event(
@@ -80,15 +105,16 @@ async def on_referent_event(
     if current is not None and current["version"] >= env.stream_version:
         return
     departments = event.departments if isinstance(event, ReferentAppointed) else []
-    await documents.put(REFERENTS, event.referent_id, {"departments": departments, "version": env.stream_version})
+    referent: ReferentDocument = {"departments": departments, "version": env.stream_version}
+    await documents.put(REFERENTS, event.referent_id, referent)
 
 
 async def on_mission_event(documents: DocumentStore, event: Event, env: Envelope) -> None:
     mission: dict[str, Any] = await documents.get(MISSIONS, env.stream_id) or {"id": env.stream_id, "version": 0}
     if mission["version"] >= env.stream_version:
         return
-    content = getattr(event, "content", None)
-    if content is not None:
+    if isinstance(event, CONTENT_EVENTS):
+        content = event.content
         mission.update(
             organization_id=event.organization_id,
             content=content.model_dump(mode="json"),
@@ -116,7 +142,7 @@ async def on_mission_event(documents: DocumentStore, event: Event, env: Envelope
     await documents.put(MISSIONS, env.stream_id, mission)
 
 
-async def on_application_event(documents: DocumentStore, event: Event, env: Envelope) -> None:
+async def on_application_event(documents: DocumentStore, event: ApplicationEvent, env: Envelope) -> None:
     """Which applications hold a place: accepted and not withdrawn, cancelled or refused since."""
     current = await documents.get(PLACES, event.application_id)
     if current is not None and current["version"] >= env.stream_version:
@@ -130,9 +156,6 @@ async def on_application_event(documents: DocumentStore, event: Event, env: Enve
             "version": env.stream_version,
         },
     )
-
-
-APPLICATION_EVENTS = (ApplicationAccepted, ApplicationWithdrawn, ApplicationCancelled, ApplicationRefused)
 
 
 async def accepted_count(documents: DocumentStore, mission_id: str) -> int:

@@ -3,8 +3,14 @@
 from services.moderation import projections
 from services.moderation.api import router
 from services.moderation.consumers import subscribers
-from shared.runtime.app import Service
+from services.moderation.handlers import ModerationHandlers
+from shared.runtime.app import Service, ServiceContext
 
-service = Service(
-    "moderation", routers=[router], subscribers=subscribers, on_start=lambda ctx: projections.setup(ctx.documents)
-)
+
+async def setup(ctx: ServiceContext) -> None:
+    """The composition root: the handlers, built once for the routes."""
+    ctx.provide(ModerationHandlers(ctx))
+    await projections.setup(ctx.documents)
+
+
+service = Service("moderation", routers=[router], subscribers=subscribers, on_start=setup)

@@ -3,8 +3,10 @@
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
+from shared.contracts.moderation import DuplicateReason, MissionDecision, OrganizationDecision
+from shared.errors import Conflict, Invalid, NotFound
 from shared.events import (
     Event,
     MissionChangesRequested,
@@ -18,15 +20,23 @@ from shared.events import (
 )
 from shared.events.moderation import MissionRefusalReason, OrganizationRejectionReason
 from shared.events.vocabulary import MissionContent, ModerationPolicy
-from shared.runtime.problems import Problem
 
-MissionDecision = Literal["validate", "refuse", "request_changes"]
-OrganizationDecision = Literal["approve", "reject"]
-
-OUTSIDE_DEPARTMENTS = Problem(
-    403, "outside_your_departments", "Ce département ne fait pas partie de ceux dont vous êtes référent."
+ALREADY_DECIDED = Conflict("already_decided", "Un autre référent a déjà traité cette demande.")
+REFERENT_NOT_FOUND = NotFound("referent_not_found", "Cette personne n’est pas référente.")
+DEPARTMENTS_REQUIRED = Invalid("departments_required", "Indiquez au moins un département.")
+MISSION_NOT_AWAITING = NotFound("mission_not_awaiting_review", "Cette mission n’attend pas de décision.")
+ORGANIZATION_NOT_AWAITING = NotFound("organization_not_awaiting_review", "Cette organisation n’attend pas de décision.")
+UNSAFE_MISSION = Invalid(
+    "unsafe_mission", "Une mission sur place sans conditions de sécurité ne peut pas être validée."
 )
-ALREADY_DECIDED = Problem(409, "already_decided", "Un autre référent a déjà traité cette demande.")
+REASON_REQUIRED = Invalid(
+    "reason_required", "Choisissez le motif du refus.", fields={"reason": "Choisissez le motif du refus."}
+)
+COMMENT_REQUIRED = Invalid(
+    "comment_required",
+    "Expliquez les modifications attendues.",
+    fields={"comment": "Expliquez les modifications attendues."},
+)
 
 
 @dataclass(frozen=True)
@@ -48,7 +58,7 @@ class Referent:
 def appoint_referent(referent: Referent, departments: list[str]) -> list[Event]:
     """Appoint (or re-appoint with other departments); nothing when the departments are the same."""
     if not departments:
-        raise Problem(422, "departments_required", "Indiquez au moins un département.")
+        raise DEPARTMENTS_REQUIRED
     if sorted(set(departments)) == sorted(referent.departments):
         return []
     return [ReferentAppointed(referent_id=referent.id, departments=sorted(set(departments)))]
@@ -56,7 +66,7 @@ def appoint_referent(referent: Referent, departments: list[str]) -> list[Event]:
 
 def revoke_referent(referent: Referent) -> list[Event]:
     if not referent.departments:
-        raise Problem(404, "referent_not_found", "Cette personne n’est pas référente.")
+        raise REFERENT_NOT_FOUND
     return [ReferentRevoked(referent_id=referent.id)]
 
 
@@ -77,41 +87,32 @@ class AwaitingReview:
 def decide_mission(
     mission_id: str,
     decisions_made: int,
-    awaiting: AwaitingReview | None,
-    referent_departments: tuple[str, ...] | None,
+    awaiting: AwaitingReview,
     decision: MissionDecision,
     reason: MissionRefusalReason | None,
     comment: str | None,
 ) -> list[Event]:
-    """One decision per submission, by a referent of the mission's department (None: an admin)."""
-    if awaiting is None:
-        raise Problem(404, "mission_not_awaiting_review", "Cette mission n’attend pas de décision.")
-    if referent_departments is not None and awaiting.department not in referent_departments:
-        raise OUTSIDE_DEPARTMENTS
+    """One decision per submission (whoever decides may: the handler checked it)."""
     if decisions_made >= awaiting.submissions:
         raise ALREADY_DECIDED
     common = {"mission_id": mission_id, "organization_id": awaiting.organization_id, "department": awaiting.department}
     if decision == "validate":
         content = awaiting.content
         if not content.remote and (content.safety is None or content.place is None):
-            raise Problem(
-                422, "unsafe_mission", "Une mission sur place sans conditions de sécurité ne peut pas être validée."
-            )
+            raise UNSAFE_MISSION
         return [MissionValidated(**common, comment=comment)]
     if decision == "refuse":
         if reason is None:
-            raise Problem(422, "reason_required", "Choisissez le motif du refus.", fields={"reason": "obligatoire"})
+            raise REASON_REQUIRED
         return [MissionRefused(**common, reason=reason, comment=comment)]
     if not comment:
-        raise Problem(
-            422, "comment_required", "Expliquez les modifications attendues.", fields={"comment": "obligatoire"}
-        )
+        raise COMMENT_REQUIRED
     return [MissionChangesRequested(**common, comment=comment)]
 
 
 # ---- possible duplicates of an organisation (as JeVeuxAider shows them to referents) ----
 
-DuplicateReason = Literal["siret", "rna", "name"]
+IDENTITY_NUMBERS: tuple[DuplicateReason, ...] = ("siret", "rna")
 LIGATURES = str.maketrans({"œ": "oe", "Œ": "OE", "æ": "ae", "Æ": "AE"})
 
 
@@ -129,9 +130,9 @@ def duplicate_reasons(organization: dict[str, Any], other: dict[str, Any]) -> li
     if other["id"] == organization["id"]:
         return []
     reasons: list[DuplicateReason] = []
-    for number in ("siret", "rna"):
+    for number in IDENTITY_NUMBERS:
         if organization.get(number) and other.get(number) == organization[number]:
-            reasons.append(number)  # type: ignore[arg-type]
+            reasons.append(number)
     same_name = organization.get("name_key") and other.get("name_key") == organization["name_key"]
     if same_name and other.get("department") == organization.get("department"):
         reasons.append("name")
@@ -141,22 +142,18 @@ def duplicate_reasons(organization: dict[str, Any], other: dict[str, Any]) -> li
 def decide_organization(
     organization_id: str,
     already_decided: bool,
-    department: str | None,
-    referent_departments: tuple[str, ...] | None,
+    department: str,
     decision: OrganizationDecision,
     reason: OrganizationRejectionReason | None,
     comment: str | None,
 ) -> list[Event]:
-    if department is None:
-        raise Problem(404, "organization_not_awaiting_review", "Cette organisation n’attend pas de décision.")
-    if referent_departments is not None and department not in referent_departments:
-        raise OUTSIDE_DEPARTMENTS
+    """One decision per organisation, in its department (whoever decides may: the handler checked it)."""
     if already_decided:
         raise ALREADY_DECIDED
     if decision == "approve":
         return [OrganizationApproved(organization_id=organization_id, department=department)]
     if reason is None:
-        raise Problem(422, "reason_required", "Choisissez le motif du refus.", fields={"reason": "obligatoire"})
+        raise REASON_REQUIRED
     return [
         OrganizationRejected(organization_id=organization_id, department=department, reason=reason, comment=comment)
     ]

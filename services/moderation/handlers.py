@@ -1,28 +1,62 @@
-"""Moderation application layer: referents, policies, decisions and the territory dashboard."""
+"""Moderation application layer: who may act where, referents, policies, decisions and the territory."""
 
 from collections import Counter
 from datetime import UTC, datetime
+from typing import Any
 
 from services.moderation import domain
 from services.moderation.projections import MISSIONS, ORGANIZATIONS, POLICIES, QUEUE, REFERENTS, VOLUNTEERS
-from shared.events import Actor, Event, MissionChangesRequested, MissionRefused, MissionValidated
+from shared import access, geo
+from shared.contracts.moderation import (
+    Dashboard,
+    DepartmentPolicy,
+    MissionDecision,
+    OrganizationDecision,
+    PossibleDuplicate,
+    QueueEntry,
+    ReferentView,
+)
+from shared.errors import NotFound
+from shared.events import (
+    Actor,
+    Event,
+    MissionChangesRequested,
+    MissionRefused,
+    MissionValidated,
+    ModerationPolicyChanged,
+)
 from shared.events.moderation import MissionRefusalReason, OrganizationRejectionReason, department_stream
 from shared.events.vocabulary import DOMAINS, MissionContent, ModerationPolicy
 from shared.runtime.app import ServiceContext
 from shared.runtime.ports import ConcurrencyError
-from shared.runtime.problems import Problem
 from shared.runtime.streams import append_events, load_stream
 
 DECISIONS = (MissionValidated, MissionRefused, MissionChangesRequested)
+UNKNOWN_DEPARTMENT = NotFound("unknown_department", "Ce département n’existe pas.")
+
+
+def checked_department(department: str) -> str:
+    """The department's code as the geography writes it (`2a` → `2A`)."""
+    try:
+        return geo.department(department).code
+    except LookupError:
+        raise UNKNOWN_DEPARTMENT from None
+
+
+def hours_since(moment: str, now: datetime) -> float:
+    return round((now - datetime.fromisoformat(moment)).total_seconds() / 3600, 1)
 
 
 class ModerationHandlers:
+    """Built once at the service's start (`ctx.component(ModerationHandlers)`)."""
+
     def __init__(self, ctx: ServiceContext) -> None:
         self.store, self.documents = ctx.store, ctx.documents
 
     # ---- admin ----
 
     async def appoint(self, referent_id: str, departments: list[str], actor: Actor) -> None:
+        access.require_role(actor, "admin")
         events, version = await load_stream(self.store, referent_id)
         referent = domain.Referent.replay(referent_id, events)
         await append_events(
@@ -30,60 +64,78 @@ class ModerationHandlers:
         )
 
     async def revoke(self, referent_id: str, actor: Actor) -> None:
+        access.require_role(actor, "admin")
         events, version = await load_stream(self.store, referent_id)
         referent = domain.Referent.replay(referent_id, events)
         await append_events(self.store, referent_id, version, domain.revoke_referent(referent), actor=actor)
 
     async def change_policy(self, department: str, policy: ModerationPolicy, actor: Actor) -> None:
+        access.require_role(actor, "admin")
+        department = checked_department(department)
         stream = department_stream(department)
         events, version = await load_stream(self.store, stream)
-        current = events[-1].policy if events else "pre"
+        changes = [e.policy for e in events if isinstance(e, ModerationPolicyChanged)]
+        current: ModerationPolicy = changes[-1] if changes else "pre"
         await append_events(self.store, stream, version, domain.change_policy(department, current, policy), actor=actor)
 
-    async def policy(self, department: str) -> ModerationPolicy:
+    async def policy(self, department: str) -> DepartmentPolicy:
+        department = checked_department(department)
         found = await self.documents.get(POLICIES, department)
-        return found["policy"] if found else "pre"
+        return DepartmentPolicy(department=department, policy=found["policy"] if found else "pre")
+
+    async def national_dashboard(self, actor: Actor) -> Dashboard:
+        access.require_role(actor, "admin")
+        return await self.dashboard(None)
 
     # ---- referents ----
 
-    async def departments_of(self, actor: Actor) -> tuple[str, ...] | None:
-        """The departments a referent acts on; None for an admin (everywhere); 403 for anyone else."""
-        if actor.role == "admin":
-            return None
-        if actor.role == "referent":
-            events, _ = await load_stream(self.store, actor.id)
-            departments = domain.Referent.replay(actor.id, events).departments
-            if departments:
-                return departments
-        raise Problem(403, "forbidden", "Seuls les référents et les administrateurs modèrent.")
+    async def referent(self, referent_id: str, actor: Actor) -> ReferentView:
+        """A referent's departments, for that referent and admins."""
+        access.require_role(actor, "referent", "admin")
+        if actor.role != "admin" and actor.id != referent_id:
+            raise access.NOT_YOURS
+        found = await self.documents.get(REFERENTS, referent_id)
+        if not found or not found.get("departments"):
+            raise domain.REFERENT_NOT_FOUND
+        return ReferentView(id=referent_id, departments=found["departments"])
 
-    async def require_department(self, actor: Actor, department: str) -> None:
-        departments = await self.departments_of(actor)
-        if departments is not None and department not in departments:
-            raise domain.OUTSIDE_DEPARTMENTS
+    async def appointed(self, actor: Actor) -> tuple[str, ...]:
+        """The departments a referent is appointed to, from their own stream (none for other roles)."""
+        if actor.role != "referent":
+            return ()
+        events, _ = await load_stream(self.store, actor.id)
+        return domain.Referent.replay(actor.id, events).departments
 
-    async def queue(self, department: str, actor: Actor, now: datetime | None = None) -> list[dict]:
-        await self.require_department(actor, department)
+    async def in_department(self, actor: Actor, department: str) -> str:
+        """The department (its code), if `actor` is one of its referents or an admin."""
+        access.require_role(actor, "referent", "admin")
+        department = checked_department(department)
+        access.require_referent(actor, department, await self.appointed(actor))
+        return department
+
+    async def queue(self, department: str, actor: Actor, now: datetime | None = None) -> list[QueueEntry]:
+        department = await self.in_department(actor, department)
         now = now or datetime.now(UTC)
         entries = await self.documents.find(
             QUEUE, {"department": department, "pending": True}, sort=[("submitted_at", 1)], limit=1000
         )
         queue = []
         for e in entries:
-            item = {
-                "id": e["id"],
-                "kind": e["kind"],
-                "title": e["title"],
-                "domain": e.get("domain"),
-                "submitted_at": e["submitted_at"],
-                "age_hours": round((now - datetime.fromisoformat(e["submitted_at"])).total_seconds() / 3600, 1),
-            }
-            if e["kind"] == "organization":
-                item["possible_duplicates"] = await self.possible_duplicates(e["id"])
-            queue.append(item)
+            organization = e["kind"] == "organization"
+            queue.append(
+                QueueEntry(
+                    id=e["id"],
+                    kind=e["kind"],
+                    title=e["title"],
+                    domain=e.get("domain"),
+                    submitted_at=e["submitted_at"],
+                    age_hours=hours_since(e["submitted_at"], now),
+                    possible_duplicates=await self.possible_duplicates(e["id"]) if organization else None,
+                )
+            )
         return queue
 
-    async def possible_duplicates(self, organization_id: str) -> list[dict]:
+    async def possible_duplicates(self, organization_id: str) -> list[PossibleDuplicate]:
         """Organisations registered with the same SIRET, the same RNA, or the same name in the department,
         whatever their department or status, for the referent to check before deciding."""
         organization = await self.documents.get(ORGANIZATIONS, organization_id)
@@ -93,75 +145,71 @@ class ModerationHandlers:
         if organization.get("name_key"):
             lookups.append({"department": organization["department"], "name_key": organization["name_key"]})
         candidates = {o["id"]: o for where in lookups for o in await self.documents.find(ORGANIZATIONS, where)}
-        found = []
-        for other in sorted(candidates.values(), key=lambda o: o["id"]):
-            if reasons := domain.duplicate_reasons(organization, other):
-                found.append(
-                    {
-                        "id": other["id"],
-                        "name": other.get("name"),
-                        "department": other.get("department"),
-                        "status": other.get("status", "pending"),
-                        "matched_on": reasons,
-                    }
-                )
-        return found
+        return [
+            PossibleDuplicate(
+                id=other["id"],
+                name=other.get("name"),
+                department=other.get("department"),
+                status=other.get("status", "pending"),
+                matched_on=reasons,
+            )
+            for other in sorted(candidates.values(), key=lambda o: o["id"])
+            if (reasons := domain.duplicate_reasons(organization, other))
+        ]
 
     async def decide_mission(
         self,
         mission_id: str,
-        decision: domain.MissionDecision,
+        decision: MissionDecision,
         reason: MissionRefusalReason | None,
         comment: str | None,
         actor: Actor,
     ) -> None:
-        departments = await self.departments_of(actor)
+        access.require_role(actor, "referent", "admin")
         entry = await self.documents.get(QUEUE, mission_id)
-        awaiting = None
-        if entry is not None and entry.get("kind") == "mission" and entry.get("submissions"):
-            awaiting = domain.AwaitingReview(
-                entry["organization_id"], entry["department"], MissionContent(**entry["content"]), entry["submissions"]
-            )
+        if entry is None or entry.get("kind") != "mission" or not entry.get("submissions"):
+            raise domain.MISSION_NOT_AWAITING
+        access.require_referent(actor, entry["department"], await self.appointed(actor))
+        awaiting = domain.AwaitingReview(
+            entry["organization_id"], entry["department"], MissionContent(**entry["content"]), entry["submissions"]
+        )
         events, version = await load_stream(self.store, mission_id)
         decisions = sum(isinstance(e, DECISIONS) for e in events)
-        new = domain.decide_mission(mission_id, decisions, awaiting, departments, decision, reason, comment)
-        try:
-            await append_events(self.store, mission_id, version, new, actor=actor)
-        except ConcurrencyError:  # another referent decided at the same moment
-            raise domain.ALREADY_DECIDED from None
+        new = domain.decide_mission(mission_id, decisions, awaiting, decision, reason, comment)
+        await self._append_decision(mission_id, version, new, actor)
 
     async def decide_organization(
         self,
         organization_id: str,
-        decision: domain.OrganizationDecision,
+        decision: OrganizationDecision,
         reason: OrganizationRejectionReason | None,
         comment: str | None,
         actor: Actor,
     ) -> None:
-        departments = await self.departments_of(actor)
+        access.require_role(actor, "referent", "admin")
         entry = await self.documents.get(QUEUE, organization_id)  # what the referent saw
-        department = entry["department"] if entry and entry["kind"] == "organization" else None
+        if entry is None or entry["kind"] != "organization":
+            raise domain.ORGANIZATION_NOT_AWAITING
+        access.require_referent(actor, entry["department"], await self.appointed(actor))
         events, version = await load_stream(self.store, organization_id)
-        new: list[Event] = domain.decide_organization(
-            organization_id,
-            bool(events),
-            department,
-            departments,
-            decision,
-            reason,
-            comment,
-        )
+        new = domain.decide_organization(organization_id, bool(events), entry["department"], decision, reason, comment)
+        await self._append_decision(organization_id, version, new, actor)
+
+    async def _append_decision(self, stream_id: str, version: int, events: list[Event], actor: Actor) -> None:
         try:
-            await append_events(self.store, organization_id, version, new, actor=actor)
-        except ConcurrencyError:
+            await append_events(self.store, stream_id, version, events, actor=actor)
+        except ConcurrencyError:  # another referent decided at the same moment
             raise domain.ALREADY_DECIDED from None
 
     # ---- the territory ----
 
-    async def dashboard(self, department: str | None, now: datetime | None = None) -> dict:
+    async def department_dashboard(self, department: str, actor: Actor) -> Dashboard:
+        return await self.dashboard(await self.in_department(actor, department))
+
+    async def dashboard(self, department: str | None, now: datetime | None = None) -> Dashboard:
         """Figures of one department, or national ones (department None)."""
         now = now or datetime.now(UTC)
-        where = {"department": department} if department else {}
+        where: dict[str, Any] = {"department": department} if department else {}
         missions = await self.documents.find(MISSIONS, where)
         by_status = Counter(m.get("status", "unknown") for m in missions)
         online = [m for m in missions if m.get("status") in ("published", "filled")]
@@ -172,28 +220,20 @@ class ModerationHandlers:
             QUEUE, {**where, "pending": True, "kind": "mission"}, sort=[("submitted_at", 1)], limit=1
         )
         volunteers = await self.documents.count(VOLUNTEERS, where)
-        return {
-            "department": department,
-            "missions_by_status": dict(sorted(by_status.items())),
-            "online_missions_by_domain": {d: sum(1 for m in online if m.get("domain") == d) for d in DOMAINS},
-            "places": {"offered": offered, "filled": offered - free, "free": free},
-            "pending_moderation": {
-                "missions": await self.documents.count(QUEUE, {**where, "pending": True, "kind": "mission"}),
-                "oldest_age_hours": round(
-                    (now - datetime.fromisoformat(waiting[0]["submitted_at"])).total_seconds() / 3600, 1
-                )
-                if waiting
-                else None,
-            },
-            "organizations_pending": await self.documents.count(ORGANIZATIONS, {**where, "status": "pending"}),
-            "volunteers": volunteers,
-            "open_missions": open_missions,
-            # the seed's indicator: 3,400 volunteers for 100 missions in the Morbihan, 35 to 1
-            "volunteers_per_open_mission": round(volunteers / open_missions, 1) if open_missions else None,
-        }
-
-    async def referent(self, referent_id: str) -> dict:
-        found = await self.documents.get(REFERENTS, referent_id)
-        if not found or not found.get("departments"):
-            raise Problem(404, "referent_not_found", "Cette personne n’est pas référente.")
-        return {"id": referent_id, "departments": found["departments"]}
+        return Dashboard.model_validate(
+            {
+                "department": department,
+                "missions_by_status": dict(sorted(by_status.items())),
+                "online_missions_by_domain": {d: sum(1 for m in online if m.get("domain") == d) for d in DOMAINS},
+                "places": {"offered": offered, "filled": offered - free, "free": free},
+                "pending_moderation": {
+                    "missions": await self.documents.count(QUEUE, {**where, "pending": True, "kind": "mission"}),
+                    "oldest_age_hours": hours_since(waiting[0]["submitted_at"], now) if waiting else None,
+                },
+                "organizations_pending": await self.documents.count(ORGANIZATIONS, {**where, "status": "pending"}),
+                "volunteers": volunteers,
+                "open_missions": open_missions,
+                # the seed's indicator: 3,400 volunteers for 100 missions in the Morbihan, 35 to 1
+                "volunteers_per_open_mission": round(volunteers / open_missions, 1) if open_missions else None,
+            }
+        )

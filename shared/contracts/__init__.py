@@ -61,6 +61,12 @@ class Operation:
     def path_parameters(self) -> list[str]:
         return re.findall(r"{(\w+)}", self.path)
 
+    @property
+    def name(self) -> str:
+        """The operation's id: its method and path, e.g. `post_missions_mission_id_submit`."""
+        words = re.sub(r"[^a-z0-9]+", "_", self.path.lower()).strip("_")
+        return f"{self.method.lower()}_{words}"
+
 
 def roles(*names: Role) -> frozenset[Role]:
     """The roles allowed to call an operation."""

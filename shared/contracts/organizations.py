@@ -1,10 +1,10 @@
 """An organisation's registration: validated whole by the gateway before any account is opened, and
-again by the missions service."""
+again by the missions service, which answers `RegisteredOrganization`."""
 
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, StringConstraints, model_validator
 
 from shared.contracts import Input, refusal
 from shared.contracts.places import KnownPostalCode
@@ -62,3 +62,11 @@ class OrganizationProfile(Input):
         if self.siret is None and self.rna is None:
             raise refusal("Indiquez un numéro SIRET ou RNA.")
         return self
+
+
+class RegisteredOrganization(BaseModel):
+    """A registered organisation: pending until a referent of its department decides."""
+
+    organization_id: str
+    department: str
+    status: Literal["pending"]

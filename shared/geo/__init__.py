@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from shared.runtime.problems import Problem
+from shared.errors import Invalid
 
 DATA = Path(__file__).parent / "data" / "france.json.gz"
+MALFORMED_POSTAL_CODE = Invalid("invalid_postal_code", "Le code postal doit compter 5 chiffres.")
+UNKNOWN_POSTAL_CODE = Invalid("unknown_postal_code", "Ce code postal ne correspond à aucune commune.")
 POSTAL_CODE = re.compile(r"^\d{5}$")
 EARTH_RADIUS_KM = 6371.0088
 
@@ -142,13 +144,8 @@ def postal_area_or_refusal(postal_code: str, field: str = "postal_code") -> Post
     try:
         return postal_area(postal_code)
     except InvalidPostalCode:
-        raise Problem(
-            422, "invalid_postal_code", "Le code postal doit compter 5 chiffres.", fields={field: "5 chiffres attendus"}
-        ) from None
+        raise MALFORMED_POSTAL_CODE.with_fields({field: "5 chiffres attendus"}) from None
     except UnknownPostalCode:
-        raise Problem(
-            422,
-            "unknown_postal_code",
-            "Ce code postal ne correspond à aucune commune.",
-            fields={field: "code postal inconnu (les codes CEDEX ne sont pas acceptés)"},
+        raise UNKNOWN_POSTAL_CODE.with_fields(
+            {field: "code postal inconnu (les codes CEDEX ne sont pas acceptés)"}
         ) from None

@@ -11,28 +11,36 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal, TypeVar
 
+import fastapi_offline
 import structlog
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.events import catalog, new_id
 from shared.events.schemas import asyncapi
 from shared.runtime.actors import internal_caller
 from shared.runtime.backend import Storage, open_bus, open_storage
+from shared.runtime.cli import parse, server_command
 from shared.runtime.consumers import ConsumerRunner, Subscriber
-from shared.runtime.errors import install_error_handlers
+from shared.runtime.errors import install_error_handlers, problem_response
 from shared.runtime.logging import configure_logging
 from shared.runtime.metrics import HTTP_SECONDS, OUTBOX_BACKLOG
 from shared.runtime.ports import EventBus
+from shared.runtime.problems import Problem
 from shared.runtime.relay import Relay
 from shared.runtime.settings import Settings
-from shared.runtime.tasks import cancel, start_supervised
+from shared.runtime.tasks import Supervised, cancel, start_supervised
 
 log = structlog.get_logger("civique.app")
 Held = TypeVar("Held")
@@ -47,6 +55,17 @@ class ServiceContext:
     storage: Storage
     bus: EventBus
     runtime: "Runtime"
+    components: dict[type, Any] = field(default_factory=dict)
+
+    def provide(self, component: Held) -> Held:
+        """Keep the one `component` of its type (a service's handlers), built once at start."""
+        self.components[type(component)] = component
+        return component
+
+    def component(self, kind: type[Held]) -> Held:
+        """The component of `kind` this service provided at start."""
+        found: Held = self.components[kind]
+        return found
 
     @property
     def store(self):
@@ -83,7 +102,7 @@ class RunningService:
     context: ServiceContext
     relay: Relay
     runners: list[ConsumerRunner] = field(default_factory=list)
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    tasks: list[Supervised] = field(default_factory=list)
 
 
 class Runtime:
@@ -95,11 +114,14 @@ class Runtime:
         self.bus = open_bus(settings)
         self.running: dict[str, RunningService] = {}
         self.app: Any = None  # the ASGI app hosting these services, for in-process calls between them
-        self._housekeeping: asyncio.Task[None] | None = None
+        self._housekeeping: Supervised | None = None
         self._held: dict[type, Any] = {}
         self.keys: Storage | None = None
+        self._started_at = time.monotonic()
 
-    async def start(self) -> None:
+    async def open(self) -> None:
+        """Open every service's storage and run its start-up work, nothing more: what a command-line tool
+        needs, which appends its events and leaves (the platform's relay publishes them) and never consumes."""
         self.keys = open_storage(self.settings, "keys")
         # every service is ready before any consumer runs: a handler may call a service of this process
         for service in self.services:
@@ -116,32 +138,78 @@ class Runtime:
                     context.documents,
                     max_attempts=self.settings.consumer_max_attempts,
                     backoff=self.settings.consumer_retry_backoff_s,
+                    max_backoff=self.settings.consumer_outage_backoff_max_s,
+                    stuck_after=self.settings.consumer_stuck_after_s,
                 )
                 for subscriber in (service.subscribers(context) if self.settings.run_consumers else ())
             ]
             self.running[service.name] = RunningService(context, relay, runners)
+
+    async def start(self) -> None:
+        """Open, then start every relay, consumer group and background job."""
+        await self.open()
+        runners = [runner for running in self.running.values() for runner in running.runners]
+        await asyncio.gather(*(runner.find_backlog() for runner in runners))  # one round trip, not one a group
         for service in self.services:
             running = self.running[service.name]
             running.relay.start()
             for runner in running.runners:
-                await runner.start()
+                await runner.start(find_backlog=False)
             for job in service.background if self.settings.run_consumers else ():
-                running.tasks.append(start_supervised(job(running.context), name=f"{service.name}:{job.__name__}"))
-        self._housekeeping = start_supervised(self._report_gauges(), name="runtime:gauges")
+                running.tasks.append(
+                    start_supervised(partial(job, running.context), name=f"{service.name}:{job.__name__}")
+                )
+        self._housekeeping = start_supervised(self._report_gauges, name="runtime:gauges")
+        self._started_at = time.monotonic()
         log.info("started", services=[s.name for s in self.services], backend=self.settings.backend)
 
     async def stop(self) -> None:
+        """Stop jobs and consumers, let each relay publish what is pending (`shutdown_drain_s`), close;
+        logs "stopping", then "stopped" with what the relays drained and what is left for the next start."""
+        log.info(
+            "stopping",
+            services=list(self.running),
+            uptime_s=round(time.monotonic() - self._started_at, 1),
+        )
         await cancel(self._housekeeping)
+        published: dict[str, int] = {}
+        outbox_left: dict[str, int | None] = {}
         for running in self.running.values():
             for task in running.tasks:
                 await cancel(task)
             for runner in running.runners:
                 await runner.stop()
-            await running.relay.stop()
+        lag_left = await self._lag_left([runner for running in self.running.values() for runner in running.runners])
+        for name, running in self.running.items():
+            published[name] = await running.relay.stop(drain_s=self.settings.shutdown_drain_s)
+            outbox_left[name] = await self._bounded(running.context.store.backlog())
             await running.context.storage.close()
         if self.keys is not None:
             await self.keys.close()
         await self.bus.close()
+        self.running.clear()
+        log.info("stopped", published_on_stop=published, outbox_left=outbox_left, consumer_lag_left=lag_left)
+
+    async def _bounded(self, call: Awaitable[int]) -> int | None:
+        try:
+            async with asyncio.timeout(self.settings.readiness_check_timeout_s):
+                return await call
+        except Exception:
+            return None
+
+    async def _lag_left(self, runners: Sequence[ConsumerRunner]) -> dict[str, int | None]:
+        async def total(runner: ConsumerRunner) -> int:
+            return sum((await self.bus.lag(runner.group, runner.subscriber.topics)).values())
+
+        found = await asyncio.gather(*(self._bounded(total(runner)) for runner in runners))
+        return {runner.group: n for runner, n in zip(runners, found, strict=True)}
+
+    async def close(self) -> None:
+        """Close what `open` opened (a tool's runtime, never started)."""
+        for running in self.running.values():
+            await running.context.storage.close()
+        if self.keys is not None:
+            await self.keys.close()
         self.running.clear()
 
     def context(self, service: str) -> ServiceContext:
@@ -154,25 +222,92 @@ class Runtime:
         return self._held[kind]
 
     async def check_ready(self) -> dict[str, str]:
-        """Ping every store and the bus; the answer names what failed."""
-        checks: dict[str, Awaitable[None]] = {"bus": self.bus.ping()}
+        """Ping every store and the bus, each within `readiness_check_timeout_s` ("timeout" otherwise), and
+        look at every background task: consumers (running, not stuck), relays, jobs. Names what failed."""
+        probes: dict[str, Callable[[], Awaitable[None]]] = {"bus": self.bus.ping}
         for name, running in self.running.items():
-            checks[f"{name}.store"] = running.context.store.ping()
-            checks[f"{name}.documents"] = running.context.documents.ping()
-        results = await asyncio.gather(*(asyncio.wait_for(c, 5) for c in checks.values()), return_exceptions=True)
-        return {
-            name: "ok" if r is None else f"failed: {type(r).__name__}" for name, r in zip(checks, results, strict=True)
-        }
+            probes[f"{name}.store"] = running.context.store.ping
+            probes[f"{name}.documents"] = running.context.documents.ping
 
-    async def _report_gauges(self, every: float = 5.0) -> None:
+        async def probe(ping: Callable[[], Awaitable[None]]) -> str:
+            try:
+                async with asyncio.timeout(self.settings.readiness_check_timeout_s):
+                    await ping()
+            except TimeoutError:
+                return "timeout"
+            except Exception as exc:
+                return f"failed: {type(exc).__name__}"
+            return "ok"
+
+        results = await asyncio.gather(*(probe(ping) for ping in probes.values()))
+        checks = dict(zip(probes, results, strict=True))
+        for name, running in self.running.items():
+            checks[f"relay:{name}"] = running.relay.status()
+            for runner in running.runners:
+                checks[f"consumer:{runner.group}"] = runner.health()
+            for task in running.tasks:
+                checks[f"task:{task.name}"] = task.status()
+        if self._housekeeping is not None:
+            checks["task:runtime:gauges"] = self._housekeeping.status()
+        return checks
+
+    async def _report_gauges(self) -> None:
+        """Every `lag_interval_s`: the outbox backlogs and the committed lag of every group of this process,
+        consuming or not (a dead consumer's lag keeps growing on the dashboards)."""
+        every = self.settings.lag_interval_s
         while True:
+            reads: list[Awaitable[None]] = []
             for name, running in list(self.running.items()):
-                with contextlib.suppress(Exception):
-                    OUTBOX_BACKLOG.labels(name).set(await running.context.store.backlog())
-                for runner in running.runners:
-                    with contextlib.suppress(Exception):
-                        await runner.report_lag()
+                reads.append(self._read_backlog(name, running.context.store))
+                reads.extend(runner.report_lag() for runner in running.runners)
+            await asyncio.gather(*(self._bounded_read(read, max(every, 1.0)) for read in reads))
             await asyncio.sleep(every)
+
+    @staticmethod
+    async def _read_backlog(name: str, store: Any) -> None:
+        OUTBOX_BACKLOG.labels(name).set(await store.backlog())
+
+    @staticmethod
+    async def _bounded_read(read: Awaitable[None], within: float) -> None:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(within):
+                await read
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    """ok, or unavailable with what failed: each store, the bus, every consumer group and relay."""
+
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str]
+
+
+class PublishedEvent(BaseModel):
+    type: str
+    topic: str
+    schema_version: int
+
+
+class AsyncApiDocument(BaseModel):
+    """An AsyncAPI 3 document (https://www.asyncapi.com/docs/reference/specification/v3.0.0)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    asyncapi: str
+    info: dict[str, Any]
+    channels: dict[str, Any]
+
+
+def provided(service: str, kind: type[Held]) -> Callable[[Request], Held]:
+    """A FastAPI dependency giving a route the component of `kind` its service built at start."""
+
+    def dependency(request: Request) -> Held:
+        return request.app.state.runtime.context(service).component(kind)
+
+    return dependency
 
 
 def service_context(service: str) -> Callable[[Request], ServiceContext]:
@@ -186,7 +321,7 @@ def service_context(service: str) -> Callable[[Request], ServiceContext]:
 
 def create_app(settings: Settings, services: Sequence[Service], *, title: str = "Civique") -> FastAPI:
     """A FastAPI app hosting `services`, with /healthz, /readyz, /metrics and the event catalog."""
-    configure_logging(settings.log_level, settings.log_json)
+    configure_logging(settings.log_level, settings.log_json, repeat_interval_s=settings.log_repeat_interval_s)
     if settings.internal_token is None:  # services hosted together still refuse outside callers
         settings = settings.model_copy(update={"internal_token": secrets.token_urlsafe(32)})
     runtime = Runtime(settings, services)
@@ -199,7 +334,8 @@ def create_app(settings: Settings, services: Sequence[Service], *, title: str = 
         finally:
             await runtime.stop()
 
-    app = FastAPI(title=title, lifespan=lifespan, docs_url="/docs")
+    app = FastAPI(title=title, lifespan=lifespan, docs_url=None, redoc_url=None)
+    serve_docs_offline(app, title)
     app.state.runtime = runtime
     runtime.app = app
     install_error_handlers(app)
@@ -210,20 +346,22 @@ def create_app(settings: Settings, services: Sequence[Service], *, title: str = 
             app.include_router(router, dependencies=[Depends(internal_caller)], include_in_schema=False)
     internal_routes = [route for s in services for router in s.routers for route in router.routes]
 
+    app.add_middleware(LimitBody, max_bytes=settings.max_body_bytes)
     app.add_middleware(CorrelateAndTime)
 
     @app.get("/healthz", tags=["ops"])
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz() -> Health:
+        return Health(status="ok")
 
-    @app.get("/readyz", tags=["ops"])
+    @app.get("/readyz", tags=["ops"], response_model=Readiness, responses={503: {"model": Readiness}})
     async def readyz() -> JSONResponse:
         checks = await runtime.check_ready()
         ready = all(v == "ok" for v in checks.values())
         return JSONResponse({"status": "ok" if ready else "unavailable", "checks": checks}, 200 if ready else 503)
 
-    @app.get("/metrics", tags=["ops"])
+    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
     async def metrics() -> Response:
+        """Prometheus' text format."""
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/internal/openapi.json", include_in_schema=False, dependencies=[Depends(internal_caller)])
@@ -232,15 +370,79 @@ def create_app(settings: Settings, services: Sequence[Service], *, title: str = 
         return get_openapi(title=f"{title} — routes internes", version="1", routes=internal_routes)
 
     @app.get("/api/v1/events", tags=["events"])
-    async def event_catalog() -> list[dict[str, object]]:
+    async def event_catalog() -> list[PublishedEvent]:
         """The published events: type, topic and schema version."""
-        return [{"type": c.event_type(), "topic": c.topic, "schema_version": c.schema_version} for c in catalog]
+        return [PublishedEvent(type=c.event_type(), topic=c.topic, schema_version=c.schema_version) for c in catalog]
 
-    @app.get("/api/v1/events/asyncapi.json", tags=["events"])
+    @app.get("/api/v1/events/asyncapi.json", tags=["events"], response_model=AsyncApiDocument)
     async def event_asyncapi() -> dict[str, object]:
+        """The AsyncAPI 3 document of every topic and event: the contract of analytics consumers."""
         return asyncapi(catalog)
 
     return app
+
+
+DOC_ASSETS = Path(fastapi_offline.__file__).parent / "static"  # Swagger UI and ReDoc, from a package
+
+
+def serve_docs_offline(app: FastAPI, title: str) -> None:
+    """/docs (Swagger UI) and /redoc from packaged assets: they render on a machine without internet."""
+    app.mount("/docs/assets", StaticFiles(directory=DOC_ASSETS), name="doc_assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=f"{title} — API",
+            swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs/assets/swagger-ui.css",
+            swagger_favicon_url="/docs/assets/favicon.png",
+            oauth2_redirect_url="/docs/oauth2-redirect",
+        )
+
+    @app.get("/docs/oauth2-redirect", include_in_schema=False)
+    async def swagger_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url="/openapi.json",
+            title=f"{title} — API",
+            redoc_js_url="/docs/assets/redoc.standalone.js",
+            redoc_favicon_url="/docs/assets/favicon.png",
+            with_google_fonts=False,
+        )
+
+
+class LimitBody:
+    """Refuses a request body over `max_bytes` with a 413 in the problem format, declared or streamed."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        if not declared.isdigit() or int(declared) > self.max_bytes:
+            await PAYLOAD_TOO_LARGE(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise Problem(413, "payload_too_large", "La requête est trop volumineuse.")
+            return message
+
+        await self.app(scope, counted, send)
+
+
+PAYLOAD_TOO_LARGE = problem_response(413, "payload_too_large", "La requête est trop volumineuse.")
 
 
 class CorrelateAndTime:
@@ -267,7 +469,10 @@ class CorrelateAndTime:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-correlation-id", correlation_id.encode())]
+                headers = message.get("headers", [])
+                if status == 204:  # no content, so no content type (FastAPI's 204 routes still declare JSON)
+                    headers = [(name, value) for name, value in headers if name.lower() != b"content-type"]
+                message["headers"] = [*headers, (b"x-correlation-id", correlation_id.encode())]
             await send(message)
 
         try:
@@ -279,12 +484,20 @@ class CorrelateAndTime:
             )
 
 
-def serve(services: Sequence[Service], *, title: str) -> None:
-    """Run `services` in this process with uvicorn, configured by CIVIQUE_* settings."""
+def serve(services: Sequence[Service], *, title: str, prog: str, argv: Sequence[str] | None = None) -> None:
+    """Run `services` in this process with uvicorn, configured by CIVIQUE_* settings (--help says how)."""
+    options = parse(server_command(prog, title), argv)
+    run(services, title=title, host=options.host, port=options.port)
+
+
+def run(services: Sequence[Service], *, title: str, host: str | None = None, port: int | None = None) -> None:
+    """Serve `services` until SIGTERM or Ctrl-C. Client addresses come from the gateway's own reading of
+    X-Forwarded-For (CIVIQUE_TRUSTED_PROXIES), never from uvicorn's."""
     settings = with_process_secrets(Settings())
+    settings = settings.model_copy(update={"host": host or settings.host, "port": port or settings.port})
     app = create_app(settings, services, title=title)
     print(f"{title} ({settings.backend}) on http://{settings.host}:{settings.port}", flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False, proxy_headers=False)
 
 
 def with_process_secrets(settings: Settings) -> Settings:

@@ -266,7 +266,7 @@ async def test_territorial_scoping_role_by_role(platform):
 
         return check
 
-    forbidden, outside = expect(403, "forbidden"), expect(403, "outside_your_departments")
+    role_not_allowed, outside = expect(403, "role_not_allowed"), expect(403, "not_your_department")
     not_yours = expect(403, "not_your_organization")
     # a referent of 56 neither sees the queue of 29 nor decides on its missions
     await outside(platform.call(REFERENT_56, "GET", "/moderation/departments/29/queue"))
@@ -281,17 +281,19 @@ async def test_territorial_scoping_role_by_role(platform):
     await not_yours(platform.call(MANAGER_A, "GET", f"/missions/organizations/{org_b}/missions"))
     # only an admin appoints referents, changes policies and sees the national dashboard
     for actor in (REFERENT_56, MANAGER_A, VOLUNTEER):
-        await forbidden(platform.call(actor, "PUT", "/moderation/referents/x", json={"departments": ["56"]}))
-        await forbidden(platform.call(actor, "DELETE", "/moderation/referents/ref-29"))
-        await forbidden(platform.call(actor, "PUT", "/moderation/departments/56/policy", json={"policy": "post"}))
-        await forbidden(platform.call(actor, "GET", "/moderation/dashboard"))
+        await role_not_allowed(platform.call(actor, "PUT", "/moderation/referents/x", json={"departments": ["56"]}))
+        await role_not_allowed(platform.call(actor, "DELETE", "/moderation/referents/ref-29"))
+        await role_not_allowed(
+            platform.call(actor, "PUT", "/moderation/departments/56/policy", json={"policy": "post"})
+        )
+        await role_not_allowed(platform.call(actor, "GET", "/moderation/dashboard"))
     # managers and volunteers do not moderate; nobody unauthenticated does anything
     for actor in (MANAGER_A, VOLUNTEER):
-        await forbidden(
+        await role_not_allowed(
             platform.call(actor, "POST", f"/moderation/missions/{mission_b}/decision", json={"decision": "validate"})
         )
     await expect(401, "unauthenticated")(platform.call(None, "GET", "/moderation/departments/56/queue"))
-    await expect(403, "forbidden")(
+    await role_not_allowed(
         platform.call(
             VOLUNTEER,
             "POST",
@@ -336,8 +338,10 @@ async def test_a_redelivered_decision_changes_nothing_more(platform):
     assert decision.type == MissionValidated.event_type()
     # the relay publishing the same decision again (a crash before marking it), and a second handling
     await platform.app.state.runtime.bus.publish([OutgoingMessage.of(decision)])
-    await MissionsHandlers(platform.app.state.runtime.context("missions")).apply_decision(
-        mission_id, "validated", None, None, decision
+    await (
+        platform.app.state.runtime.context("missions")
+        .component(MissionsHandlers)
+        .apply_decision(mission_id, "validated", None, None, decision)
     )
     assert await missions_store.read(mission_id) == before
 
@@ -372,7 +376,7 @@ async def test_a_mission_fills_and_reopens_with_volunteers_acceptances(platform)
 async def test_missions_close_by_themselves_a_month_after_their_end(platform):
     end = TODAY + timedelta(days=1)
     mission_id = await published_mission(platform, end_date=end.isoformat())
-    handlers = MissionsHandlers(platform.app.state.runtime.context("missions"))
+    handlers = platform.app.state.runtime.context("missions").component(MissionsHandlers)
     assert await handlers.close_ended_missions(end + timedelta(days=29)) == 0
     assert await handlers.close_ended_missions(end + timedelta(days=30)) == 1
     await platform.mission_status(MANAGER_A, mission_id, "closed")

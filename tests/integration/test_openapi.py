@@ -53,8 +53,8 @@ def untyped_operations(document: dict) -> list[str]:
             answers = {code: a for code, a in operation["responses"].items() if code.startswith("2")}
             for code, answer in answers.items():
                 content = answer.get("content", {})
-                if code == "204" or "text/html" in content:
-                    continue
+                if code == "204" or (content and "application/json" not in content):
+                    continue  # no content, or a page or a text format
                 if not typed(document, content.get("application/json", {}).get("schema")):
                     found.append(f"{name}: untyped {code} answer")
     return found

@@ -4,6 +4,7 @@ import pytest
 
 from services.missions import domain
 from services.missions.domain import Mission
+from shared.errors import Conflict, Invalid, Refusal
 from shared.events import (
     MissionCancelled,
     MissionClosed,
@@ -19,7 +20,6 @@ from shared.events import (
     OrganizationRegistered,
 )
 from shared.events.vocabulary import MissionContent, Place, SafetyConditions
-from shared.runtime.problems import Problem
 
 ON_SITE = MissionContent(
     title="Courses pour les voisins",
@@ -99,10 +99,10 @@ def allowed_from(command, *statuses):
         if name in statuses:
             assert command(mission), name
         else:
-            with pytest.raises(Problem) as refusal:
+            with pytest.raises(Refusal) as refusal:
                 command(mission)
             assert refusal.value.code == "invalid_transition", name
-            assert refusal.value.status == 409
+            assert isinstance(refusal.value, Conflict)
 
 
 def test_edit_only_a_draft_or_a_mission_sent_back():
@@ -120,7 +120,7 @@ def test_close_only_a_live_validated_mission():
 
 def test_cancel_any_live_mission_with_a_reason():
     allowed_from(lambda m: domain.cancel_mission(m, "Plus de besoin"), *domain.LIVE)
-    with pytest.raises(Problem, match="reason_required"):
+    with pytest.raises(Refusal, match="reason_required"):
         domain.cancel_mission(states()["draft"], "  ")
 
 
@@ -217,14 +217,14 @@ def test_missions_close_a_month_after_their_end_date():
     ],
 )
 def test_content_breaking_the_rules_is_refused(change, field):
-    with pytest.raises(Problem) as refusal:
+    with pytest.raises(Refusal) as refusal:
         domain.draft_mission(Mission("m2"), "o1", ON_SITE.model_copy(update=change), NOW)
-    assert refusal.value.status == 422 and field in refusal.value.fields
+    assert isinstance(refusal.value, Invalid) and field in refusal.value.fields
 
 
 def test_a_remote_mission_needs_no_place_nor_safety_and_a_mission_exists_once():
     assert [type(e) for e in domain.draft_mission(Mission("m2"), "o1", REMOTE, NOW)] == [MissionDrafted]
-    with pytest.raises(Problem, match="mission_exists"):
+    with pytest.raises(Refusal, match="mission_exists"):
         domain.draft_mission(states()["draft"], "o1", REMOTE, NOW)
 
 
@@ -241,9 +241,13 @@ def dated(start: date | None, end: date | None, department: str = "56") -> Missi
     ],
 )
 def test_a_mission_with_dates_already_past_is_refused(start, end, fields):
-    with pytest.raises(Problem) as refusal:
+    with pytest.raises(Refusal) as refusal:
         domain.draft_mission(Mission("m2"), "o1", dated(start, end), NOW)
-    assert (refusal.value.status, refusal.value.code, set(refusal.value.fields)) == (422, "mission_dates_past", fields)
+    assert (type(refusal.value), refusal.value.code, set(refusal.value.fields)) == (
+        Invalid,
+        "mission_dates_past",
+        fields,
+    )
     assert "déjà passée" in refusal.value.fields.popitem()[1]
 
 
@@ -256,7 +260,7 @@ def test_the_day_is_the_one_where_the_mission_takes_place():
     late_evening_in_guadeloupe = datetime(2026, 5, 1, 2, tzinfo=UTC)  # 04:00 in Paris, 22:00 the day before there
     yesterday_in_paris = date(2026, 4, 30)
     domain.draft_mission(Mission("m2"), "o1", dated(yesterday_in_paris, None, "971"), late_evening_in_guadeloupe)
-    with pytest.raises(Problem, match="mission_dates_past"):
+    with pytest.raises(Refusal, match="mission_dates_past"):
         domain.draft_mission(Mission("m2"), "o1", dated(yesterday_in_paris, None, "56"), late_evening_in_guadeloupe)
 
 
@@ -269,19 +273,19 @@ def test_a_mission_that_has_begun_keeps_its_start_when_edited_but_not_an_end_alr
     )
     kept = domain.edit_mission(sent_back, dated(date(2026, 4, 1), date(2026, 6, 30)), NOW)
     assert [type(e) for e in kept] == [MissionEdited]
-    with pytest.raises(Problem) as moved:
+    with pytest.raises(Refusal) as moved:
         domain.edit_mission(sent_back, dated(date(2026, 3, 1), date(2026, 6, 30)), NOW)
     assert set(moved.value.fields) == {"start_date"}
-    with pytest.raises(Problem) as ended:
+    with pytest.raises(Refusal) as ended:
         domain.edit_mission(sent_back, dated(date(2026, 4, 1), date(2026, 4, 15)), NOW)
     assert (ended.value.code, set(ended.value.fields)) == ("mission_dates_past", {"end_date"})
 
 
 def test_a_mission_whose_end_passed_meanwhile_is_neither_submitted_nor_published():
     after_the_end = datetime(2026, 6, 1, 10, tzinfo=UTC)
-    with pytest.raises(Problem) as refusal:
+    with pytest.raises(Refusal) as refusal:
         domain.submit_mission(states()["draft"], "pre", True, after_the_end)
-    assert (refusal.value.status, refusal.value.code) == (422, "mission_dates_past")
+    assert (type(refusal.value), refusal.value.code) == (Invalid, "mission_dates_past")
     assert domain.publish_if_ready(states()["validated"], True, after_the_end) == []
 
 
@@ -314,7 +318,7 @@ def test_valid_siret_numbers(siret):
     ],
 )
 def test_organisations_with_bad_identity_numbers_are_refused(change, field):
-    with pytest.raises(Problem) as refusal:
+    with pytest.raises(Refusal) as refusal:
         domain.register_organization(registration(**change))
     assert refusal.value.code == "invalid_organization" and field in refusal.value.fields
 

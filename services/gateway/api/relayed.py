@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Body, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from services.gateway.api.edge import (
@@ -47,21 +47,27 @@ COMMON_PROBLEMS = {
 router = APIRouter(generate_unique_id_function=operation_id)
 
 
-def authorized(operation: Operation, actor: Actor | None) -> None:
-    if operation.roles is None:
-        return
-    if actor is None:
-        raise UNAUTHENTICATED
-    if actor.role not in operation.roles:
-        raise ROLE_NOT_ALLOWED
+def allowed(operation: Operation) -> Callable[[Actor | None], Actor | None]:
+    """A dependency: the caller, if the operation's roles admit them. Dependencies run before the body is
+    validated, so a caller without the right gets 401/403, never a 422 that tells what the body lacks."""
+
+    def check(actor: Visitor) -> Actor | None:
+        if operation.roles is None:
+            return actor
+        if actor is None:
+            raise UNAUTHENTICATED
+        if actor.role not in operation.roles:
+            raise ROLE_NOT_ALLOWED
+        return actor
+
+    return check
 
 
 def endpoint_of(operation: Operation) -> Callable[..., Awaitable[Response]]:
     """A route function whose signature declares the operation's path parameters, body and query, so that
     FastAPI validates them and documents them; the call itself is relayed as it came."""
 
-    async def endpoint(request: Request, actor: Visitor, **_: Any) -> Response:
-        authorized(operation, actor)
+    async def endpoint(request: Request, actor: Actor | None, **_: Any) -> Response:
         body = await request.body()
 
         async def produce() -> Response:
@@ -81,7 +87,11 @@ def endpoint_of(operation: Operation) -> Callable[..., Awaitable[Response]]:
 
     parameters = [
         inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request),
-        inspect.Parameter("actor", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Visitor),
+        inspect.Parameter(
+            "actor",
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            annotation=Annotated[Actor | None, Depends(allowed(operation))],
+        ),
         *(
             inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[str, Path()])
             for name in operation.path_parameters
