@@ -6,22 +6,24 @@ from datetime import timedelta
 from services.matching import projections
 from services.matching.api import router
 from services.matching.consumers import subscribers
-from services.matching.handlers import MatchingHandlers, index_of
+from services.matching.handlers import MatchingHandlers
 from shared.runtime.app import Service, ServiceContext
 
 DAILY = timedelta(days=1)
 
 
 async def setup(ctx: ServiceContext) -> None:
-    """Create the indexes, then build the in-memory index from the read model before serving."""
+    """The composition root: the handlers, built once; the indexes created, then the in-memory index built
+    from the read model before serving."""
     await projections.setup(ctx.documents)
-    await index_of(ctx).refresh(ctx.documents)
+    handlers = ctx.provide(MatchingHandlers(ctx))
+    await handlers.index.refresh(ctx.documents)
 
 
 async def assess_territories_periodically(ctx: ServiceContext) -> None:
     """Raise and clear territory imbalances (idempotent: an unchanged department appends nothing)."""
+    handlers = ctx.component(MatchingHandlers)
     while True:
-        handlers = MatchingHandlers(ctx)
         await handlers.follow_read_model()
         await handlers.assess_territories()
         await asyncio.sleep(ctx.settings.territory_interval_s)
@@ -29,8 +31,8 @@ async def assess_territories_periodically(ctx: ServiceContext) -> None:
 
 async def detect_idle_volunteers_daily(ctx: ServiceContext) -> None:
     """VolunteerIdle at most once a month per volunteer (idempotent: run it as often as you like)."""
+    handlers = ctx.component(MatchingHandlers)
     while True:
-        handlers = MatchingHandlers(ctx)
         await handlers.follow_read_model()
         await handlers.detect_idle()
         await asyncio.sleep(DAILY.total_seconds())

@@ -6,14 +6,15 @@ import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Generic, Literal, TypeVar
+from typing import Generic, TypeVar
 
+from shared.contracts import matching as contract
+from shared.errors import Conflict, LimitReached, NotFound
 from shared.events import Event, TerritoryImbalanceCleared, TerritoryImbalanceDetected, VolunteerIdle, VolunteerInvited
-from shared.events.vocabulary import DOMAIN_LABELS
+from shared.events.vocabulary import DOMAIN_LABELS, DOMAINS, Availability, Domain, MissionMode
 from shared.geo import distance_km
-from shared.runtime.problems import Problem
 
-DEFAULT_RADIUS_KM = 35.0  # JeVeuxAider's search radius
+DEFAULT_RADIUS_KM = contract.DEFAULT_RADIUS_KM
 REMOTE_RANK_KM = 10.0  # a remote mission ranks like an on-site one at this distance
 MAX_INVITATIONS_PER_MONTH = 2  # per volunteer, every organisation together (JeVeuxAider's rule)
 
@@ -25,7 +26,7 @@ class MissionSpot:
     mission_id: str
     organization_id: str
     title: str
-    domain: str
+    domain: Domain
     remote: bool
     department: str
     latitude: float | None
@@ -52,9 +53,9 @@ class VolunteerSpot:
     department: str
     latitude: float | None
     longitude: float | None
-    domains: frozenset[str]
-    availability: frozenset[str]
-    mode: Literal["on_site", "remote", "both"]
+    domains: frozenset[Domain]
+    availability: frozenset[Availability]
+    mode: MissionMode
     max_distance_km: int
     onsite_restricted: bool
     minor: bool
@@ -181,7 +182,7 @@ def rank_key(distance: float | None, mission: MissionSpot) -> tuple[float, date,
     return (REMOTE_RANK_KM if distance is None else distance, mission.start_date or date.max, mission.mission_id)
 
 
-def reason(distance: float | None, domain: str) -> str:
+def reason(distance: float | None, domain: Domain) -> str:
     """Why a mission is proposed, as the volunteer reads it: "à 4 km, aide alimentaire et d’urgence"."""
     where = "à distance" if distance is None else "à moins d’1 km" if distance < 1 else f"à {round(distance)} km"
     return f"{where}, {DOMAIN_LABELS[domain]}"
@@ -197,6 +198,15 @@ def volunteer_rank_key(distance: float, volunteer: VolunteerSpot, mission: Missi
 
 
 # ---- invitations: once per mission, at most two a month per volunteer ----
+
+VOLUNTEER_NOT_FOUND = NotFound("volunteer_not_found", "Ce bénévole est introuvable.")
+MISSION_FULL = Conflict("mission_full", "La mission n’a plus de place : inutile d’inviter.")
+ALREADY_INVITED = Conflict("already_invited", "Ce bénévole a déjà été invité à cette mission.")
+ALREADY_APPLIED = Conflict("already_applied", "Ce bénévole a déjà proposé son aide pour cette mission.")
+INVITATION_LIMIT_REACHED = LimitReached(
+    "invitation_limit_reached", "Ce bénévole a déjà reçu deux sollicitations ce mois-ci : réessayez le mois prochain."
+)
+VOLUNTEER_NOT_ELIGIBLE = Conflict("volunteer_not_eligible", "Ce bénévole ne peut pas participer à cette mission.")
 
 
 @dataclass
@@ -225,22 +235,18 @@ def invite(
     outreach: Outreach, mission: MissionSpot, volunteer: VolunteerSpot, by: str, today: date, *, crisis_mode: bool
 ) -> VolunteerInvited:
     if not volunteer.visible:
-        raise Problem(404, "volunteer_not_found", "Ce bénévole est introuvable.")
+        raise VOLUNTEER_NOT_FOUND
     if mission.free_places <= 0:
-        raise Problem(409, "mission_full", "La mission n’a plus de place : inutile d’inviter.")
+        raise MISSION_FULL
     if mission.mission_id in outreach.invited_to:
-        raise Problem(409, "already_invited", "Ce bénévole a déjà été invité à cette mission.")
+        raise ALREADY_INVITED
     if mission.mission_id in volunteer.applied:
-        raise Problem(409, "already_applied", "Ce bénévole a déjà proposé son aide pour cette mission.")
+        raise ALREADY_APPLIED
     if outreach.invitations_by_month.get(today.strftime("%Y-%m"), 0) >= MAX_INVITATIONS_PER_MONTH:
-        raise Problem(
-            429,
-            "invitation_limit_reached",
-            "Ce bénévole a déjà reçu deux sollicitations ce mois-ci : réessayez le mois prochain.",
-        )
-    refusal = ineligibility(volunteer, mission, crisis_mode=crisis_mode)
-    if refusal:
-        raise Problem(409, "volunteer_not_eligible", refusal)
+        raise INVITATION_LIMIT_REACHED
+    why = ineligibility(volunteer, mission, crisis_mode=crisis_mode)
+    if why:
+        raise VOLUNTEER_NOT_ELIGIBLE.with_fields({"volunteer_id": why})
     return VolunteerInvited(
         volunteer_id=volunteer.volunteer_id,
         mission_id=mission.mission_id,
@@ -268,12 +274,12 @@ def is_idle(volunteer: VolunteerSpot, outreach_periods: set[str], today: date, i
 
 # ---- territory: supply and demand per department and domain ----
 
-ImbalanceKind = Literal["too_many_volunteers", "missions_without_candidates"]
+ImbalanceKind = contract.ImbalanceKind
 
 
 @dataclass(frozen=True)
 class DomainFigures:
-    domain: str
+    domain: Domain
     volunteers: int
     open_places: int
     missions_without_candidates: int
@@ -292,13 +298,13 @@ class Thresholds:
 
 def department_figures(
     volunteers: Iterable[VolunteerSpot], missions: Iterable[MissionSpot], today: date, thresholds: Thresholds
-) -> dict[str, DomainFigures]:
+) -> dict[Domain, DomainFigures]:
     """Per domain: volunteers without an accepted application, open places, missions left without candidates."""
-    counts = {d: [0, 0, 0] for d in DOMAIN_LABELS}
+    counts: dict[Domain, list[int]] = {d: [0, 0, 0] for d in DOMAINS}
     for volunteer in volunteers:
         if volunteer.accepted:
             continue
-        for domain in volunteer.domains or DOMAIN_LABELS:
+        for domain in volunteer.domains or DOMAINS:
             counts[domain][0] += 1
     stale = today - timedelta(days=thresholds.days_without_candidates)
     for mission in missions:
@@ -308,9 +314,9 @@ def department_figures(
     return {d: DomainFigures(d, *c) for d, c in counts.items()}
 
 
-def imbalances(figures: dict[str, DomainFigures], thresholds: Thresholds) -> dict[tuple[ImbalanceKind, str], str]:
+def imbalances(figures: dict[Domain, DomainFigures], thresholds: Thresholds) -> dict[tuple[ImbalanceKind, Domain], str]:
     """The imbalances of a department, each with its French summary for the referents."""
-    found: dict[tuple[ImbalanceKind, str], str] = {}
+    found: dict[tuple[ImbalanceKind, Domain], str] = {}
     for domain, f in figures.items():
         label = DOMAIN_LABELS[domain]
         if f.open_places and f.volunteers / f.open_places > thresholds.volunteers_per_place:
@@ -331,7 +337,7 @@ class Territory:
     """The imbalances currently raised for one department (from its events)."""
 
     department: str
-    active: set[tuple[str, str]] = field(default_factory=set)
+    active: set[tuple[ImbalanceKind, Domain]] = field(default_factory=set)
 
     @classmethod
     def replay(cls, department: str, events: Iterable[Event]) -> "Territory":
@@ -345,7 +351,7 @@ class Territory:
 
 
 def reassess(
-    territory: Territory, figures: dict[str, DomainFigures], thresholds: Thresholds
+    territory: Territory, figures: dict[Domain, DomainFigures], thresholds: Thresholds
 ) -> list[TerritoryImbalanceDetected | TerritoryImbalanceCleared]:
     """Raise what crossed a threshold, clear what came back to normal, say nothing about the rest."""
     now = imbalances(figures, thresholds)

@@ -1,20 +1,40 @@
 """Matching application layer: queries on the in-memory index, invitations, territory and idle jobs."""
 
 import heapq
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
 
 from services.matching import domain
 from services.matching.domain import MissionSpot, Outreach, Territory, Thresholds, VolunteerSpot
-from services.matching.projections import ORGANIZATIONS, REFERENTS, MatchingIndex
+from services.matching.projections import MatchingIndex, appointed_departments, manager_ids
+from shared import access, geo
+from shared.contracts.matching import (
+    DomainSupply,
+    Imbalance,
+    MissionInvitationSent,
+    MissionMatch,
+    MissionSearch,
+    MissionSearchPage,
+    RecommendedMission,
+    SuggestedVolunteer,
+    TerritoryFigures,
+)
+from shared.errors import Invalid, NotFound
 from shared.events import Actor, Event, VolunteerIdle, outreach_stream, territory_stream
-from shared.geo import postal_area_or_refusal
+from shared.events.vocabulary import DOMAIN_LABELS, Domain
 from shared.runtime.app import ServiceContext
-from shared.runtime.problems import Problem
 from shared.runtime.streams import decide_and_append
 
-MISSION_NOT_FOUND = Problem(404, "mission_not_found", "Cette mission est introuvable ou n’a plus de place.")
+MISSION_NOT_FOUND = NotFound("mission_not_found", "Cette mission est introuvable ou n’a plus de place.")
+INCOMPLETE_COORDINATES = Invalid("incomplete_coordinates", "Indiquez la latitude et la longitude ensemble.")
+INVALID_DATES = Invalid("invalid_dates", "La date de fin précède la date de début.", fields={"end": "avant le début"})
+INVALID_POSTAL_CODE = Invalid(
+    "invalid_postal_code", "Le code postal doit compter 5 chiffres.", fields={"postal_code": "5 chiffres attendus"}
+)
+UNKNOWN_POSTAL_CODE = Invalid(
+    "unknown_postal_code",
+    "Ce code postal ne correspond à aucune commune située.",
+    fields={"postal_code": "code postal inconnu (les codes CEDEX ne sont pas acceptés)"},
+)
 
 
 def today() -> date:
@@ -26,24 +46,12 @@ def index_of(ctx: ServiceContext) -> MatchingIndex:
     return ctx.runtime.held(MatchingIndex, MatchingIndex)
 
 
-@dataclass(frozen=True)
-class SearchQuery:
-    domains: tuple[str, ...] = ()
-    text: str | None = None
-    latitude: float | None = None
-    longitude: float | None = None
-    radius_km: float = domain.DEFAULT_RADIUS_KM
-    remote: bool | None = None  # None: both; True: remote only; False: on site only
-    start: date | None = None
-    end: date | None = None
-    page: int = 1
-    per_page: int = 20
-
-
 class MatchingHandlers:
-    def __init__(self, ctx: ServiceContext) -> None:
+    """Built once at start (the service's composition root); `index` defaults to the process's own."""
+
+    def __init__(self, ctx: ServiceContext, index: MatchingIndex | None = None) -> None:
         self.ctx, self.store, self.documents = ctx, ctx.store, ctx.documents
-        self.index = index_of(ctx)
+        self.index = index if index is not None else index_of(ctx)
         self.crisis_mode = ctx.settings.crisis_mode
         self.thresholds = Thresholds(
             volunteers_per_place=ctx.settings.imbalance_volunteers_per_place,
@@ -55,15 +63,21 @@ class MatchingHandlers:
 
     # ---- search ----
 
-    def search(self, query: SearchQuery) -> dict[str, Any]:
-        """Published missions with free places, nearest first then soonest; remote ones after the radius."""
+    def search(self, query: MissionSearch) -> MissionSearchPage:
+        """Published missions with free places, nearest first then soonest; remote ones after the radius.
+        A postal code places the search at its commune."""
+        if (query.latitude is None) != (query.longitude is None):
+            raise INCOMPLETE_COORDINATES
+        if query.start and query.end and query.end < query.start:
+            raise INVALID_DATES
+        latitude, longitude = self.locate(query.postal_code) if query.postal_code else (query.latitude, query.longitude)
         found: list[tuple[tuple[float, date, str], float | None, MissionSpot]] = []
         text = domain.folded(query.text).split() if query.text else []
 
         def keep(mission: MissionSpot) -> bool:
             return (
                 mission.free_places > 0
-                and (not query.domains or mission.domain in query.domains)
+                and (not query.domain or mission.domain in query.domain)
                 and all(word in mission.search_text for word in text)
                 and domain.overlaps(mission, query.start, query.end)
             )
@@ -73,8 +87,8 @@ class MatchingHandlers:
                 found.append(((rank, mission.start_date or date.max, mission.mission_id), distance, mission))
 
         if query.remote is not True:
-            if query.latitude is not None and query.longitude is not None:
-                for distance, mission in self.index.mission_grid.near(query.latitude, query.longitude, query.radius_km):
+            if latitude is not None and longitude is not None:
+                for distance, mission in self.index.mission_grid.near(latitude, longitude, query.radius_km):
                     found_at(distance, distance, mission)
             else:  # no place given: every on-site mission, soonest first
                 for mission in self.index.missions.values():
@@ -86,17 +100,22 @@ class MatchingHandlers:
                 found_at(float("inf"), None, mission)
         start = (query.page - 1) * query.per_page
         page = heapq.nsmallest(start + query.per_page, found, key=lambda f: f[0])[start:]
-        return {
-            "total": len(found),
-            "page": query.page,
-            "per_page": query.per_page,
-            "missions": [mission_view(m, d) for _, d, m in page],
-        }
+        return MissionSearchPage(
+            total=len(found),
+            page=query.page,
+            per_page=query.per_page,
+            missions=[mission_view(m, d) for _, d, m in page],
+        )
 
     def locate(self, postal_code: str) -> tuple[float, float]:
-        area = postal_area_or_refusal(postal_code)
-        if area.latitude is None:
-            raise Problem(422, "unknown_postal_code", "Ce code postal n’est pas situé.", fields={"postal_code": "?"})
+        try:
+            area = geo.postal_area(postal_code)
+        except geo.InvalidPostalCode:
+            raise INVALID_POSTAL_CODE from None
+        except geo.UnknownPostalCode:
+            raise UNKNOWN_POSTAL_CODE from None
+        if area.latitude is None or area.longitude is None:
+            raise UNKNOWN_POSTAL_CODE
         return area.latitude, area.longitude
 
     # ---- recommendations ----
@@ -104,16 +123,16 @@ class MatchingHandlers:
     def volunteer(self, volunteer_id: str) -> VolunteerSpot:
         found = self.index.volunteers.get(volunteer_id)
         if found is None:
-            raise Problem(404, "volunteer_not_found", "Ce bénévole est introuvable.")
+            raise domain.VOLUNTEER_NOT_FOUND
         return found
 
-    def recommend_missions(self, volunteer_id: str, actor: Actor, limit: int = 20) -> list[dict[str, Any]]:
+    def recommend_missions(self, volunteer_id: str, actor: Actor, limit: int = 20) -> list[RecommendedMission]:
         """The missions that suit a volunteer best, each with the reason it is proposed."""
-        if actor.role != "admin" and actor.id != volunteer_id:
-            raise Problem(403, "forbidden", "Vous ne pouvez voir que vos propres recommandations.")
+        access.require_self(actor, volunteer_id, admin_too=True)
         volunteer = self.volunteer(volunteer_id)
         return [
-            {**mission_view(m, d), "reason": domain.reason(d, m.domain)} for d, m in self.missions_for(volunteer, limit)
+            RecommendedMission(**mission_view(m, d).model_dump(), reason=domain.reason(d, m.domain))
+            for d, m in self.missions_for(volunteer, limit)
         ]
 
     def missions_for(self, volunteer: VolunteerSpot, limit: int) -> list[tuple[float | None, MissionSpot]]:
@@ -133,17 +152,15 @@ class MatchingHandlers:
         return [(d, m) for _, d, m in heapq.nsmallest(limit, candidates, key=lambda c: c[0])]
 
     async def mission_of_manager(self, mission_id: str, actor: Actor) -> MissionSpot:
+        """The mission, for a manager of its organisation or an admin."""
+        access.require_role(actor, "manager", "admin")
         mission = self.index.missions.get(mission_id)
         if mission is None:
             raise MISSION_NOT_FOUND
-        organization = await self.documents.get(ORGANIZATIONS, mission.organization_id) or {"manager_ids": []}
-        if actor.role != "admin" and actor.id not in organization["manager_ids"]:
-            raise Problem(
-                403, "forbidden", "Seuls les responsables de l’organisation peuvent solliciter des bénévoles."
-            )
+        access.require_manager(actor, await manager_ids(self.documents, mission.organization_id))
         return mission
 
-    async def recommend_volunteers(self, mission_id: str, actor: Actor, limit: int = 20) -> list[dict[str, Any]]:
+    async def recommend_volunteers(self, mission_id: str, actor: Actor, limit: int = 20) -> list[SuggestedVolunteer]:
         """Visible volunteers an organisation may invite: within their own reach, eligible, not applied."""
         mission = await self.mission_of_manager(mission_id, actor)
         day = today()
@@ -173,7 +190,7 @@ class MatchingHandlers:
 
     # ---- invitations ----
 
-    async def invite(self, mission_id: str, volunteer_id: str, actor: Actor) -> dict[str, Any]:
+    async def invite(self, mission_id: str, volunteer_id: str, actor: Actor) -> MissionInvitationSent:
         mission = await self.mission_of_manager(mission_id, actor)
         volunteer = self.volunteer(volunteer_id)
         day = today()
@@ -183,41 +200,40 @@ class MatchingHandlers:
             return [domain.invite(outreach, mission, volunteer, actor.id, day, crisis_mode=self.crisis_mode)]
 
         await decide_and_append(self.store, outreach_stream(volunteer_id), decide, actor=actor)
-        return {"mission_id": mission_id, "volunteer_id": volunteer_id, "invited_on": day.isoformat()}
+        return MissionInvitationSent(mission_id=mission_id, volunteer_id=volunteer_id, invited_on=day)
 
     # ---- territory ----
 
     async def require_referent(self, department: str, actor: Actor) -> None:
-        if actor.role == "admin":
-            return
-        referent = await self.documents.get(REFERENTS, actor.id) if actor.role == "referent" else None
-        if referent is None or department not in referent["departments"]:
-            raise Problem(403, "forbidden", "Ce département n’est pas le vôtre.")
+        """A referent appointed to the department, or an admin."""
+        access.require_role(actor, "referent", "admin")
+        appointed = await appointed_departments(self.documents, actor.id) if actor.role == "referent" else []
+        access.require_referent(actor, department, appointed)
 
-    def figures(self, department: str) -> dict[str, domain.DomainFigures]:
+    def figures(self, department: str) -> dict[Domain, domain.DomainFigures]:
         volunteers = (self.index.volunteers[v] for v in self.index.department_volunteers.get(department, ()))
         missions = (self.index.missions[m] for m in self.index.department_missions.get(department, ()))
         return domain.department_figures(volunteers, missions, today(), self.thresholds)
 
-    async def territory(self, department: str, actor: Actor) -> dict[str, Any]:
+    async def territory(self, department: str, actor: Actor) -> TerritoryFigures:
         await self.require_referent(department, actor)
         figures = self.figures(department)
         summaries = domain.imbalances(figures, self.thresholds)
-        return {
-            "department": department,
-            "domains": [
-                {
-                    "domain": f.domain,
-                    "label": domain.DOMAIN_LABELS[f.domain],
-                    "volunteers": f.volunteers,
-                    "open_places": f.open_places,
-                    "volunteers_per_place": f.ratio,
-                    "missions_without_candidates": f.missions_without_candidates,
-                }
+        return TerritoryFigures(
+            department=department,
+            domains=[
+                DomainSupply(
+                    domain=f.domain,
+                    label=DOMAIN_LABELS[f.domain],
+                    volunteers=f.volunteers,
+                    open_places=f.open_places,
+                    volunteers_per_place=f.ratio,
+                    missions_without_candidates=f.missions_without_candidates,
+                )
                 for f in figures.values()
             ],
-            "imbalances": [{"kind": k, "domain": d, "summary": s} for (k, d), s in sorted(summaries.items())],
-        }
+            imbalances=[Imbalance(kind=k, domain=d, summary=s) for (k, d), s in sorted(summaries.items())],
+        )
 
     async def assess_territory(self, department: str) -> list[Event]:
         """Raise or clear the department's imbalances (idempotent: nothing new, nothing appended)."""
@@ -263,29 +279,29 @@ class MatchingHandlers:
         return emitted
 
 
-def mission_view(mission: MissionSpot, distance: float | None) -> dict[str, Any]:
-    return {
-        "id": mission.mission_id,
-        "organization_id": mission.organization_id,
-        "title": mission.title,
-        "domain": mission.domain,
-        "remote": mission.remote,
-        "department": mission.department,
-        "commune": mission.commune,
-        "free_places": mission.free_places,
-        "start_date": mission.start_date,
-        "end_date": mission.end_date,
-        "distance_km": None if distance is None else round(distance, 1),
-    }
+def mission_view(mission: MissionSpot, distance: float | None) -> MissionMatch:
+    return MissionMatch(
+        id=mission.mission_id,
+        organization_id=mission.organization_id,
+        title=mission.title,
+        domain=mission.domain,
+        remote=mission.remote,
+        department=mission.department,
+        commune=mission.commune,
+        free_places=mission.free_places,
+        start_date=mission.start_date,
+        end_date=mission.end_date,
+        distance_km=None if distance is None else round(distance, 1),
+    )
 
 
-def volunteer_view(volunteer: VolunteerSpot, distance: float | None) -> dict[str, Any]:
+def volunteer_view(volunteer: VolunteerSpot, distance: float | None) -> SuggestedVolunteer:
     """What an organisation sees before inviting: no name, no contact (JeVeuxAider hides them too)."""
-    return {
-        "volunteer_id": volunteer.volunteer_id,
-        "department": volunteer.department,
-        "distance_km": None if distance is None else round(distance, 1),
-        "domains": sorted(volunteer.domains),
-        "availability": sorted(volunteer.availability),
-        "mode": volunteer.mode,
-    }
+    return SuggestedVolunteer(
+        volunteer_id=volunteer.volunteer_id,
+        department=volunteer.department,
+        distance_km=None if distance is None else round(distance, 1),
+        domains=sorted(volunteer.domains),
+        availability=sorted(volunteer.availability),
+        mode=volunteer.mode,
+    )

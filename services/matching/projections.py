@@ -36,6 +36,7 @@ from shared.events import (
     VolunteerRegistered,
     VolunteerWaitlisted,
 )
+from shared.events.volunteers import RosterEvent
 from shared.geo import postal_area
 from shared.runtime.ports import DocumentStore
 from shared.runtime.projections import fresh_document
@@ -52,7 +53,7 @@ MISSION_EVENTS = (
     MissionUnpublished,
 )
 VOLUNTEER_EVENTS = (VolunteerRegistered, VolunteerProfileUpdated, VolunteerErased)
-APPLICATION_STATUS = {
+APPLICATION_STATUS: dict[type[Event], str] = {
     ApplicationReceived: "pending",
     ApplicationAccepted: "accepted",
     ApplicationRefused: "refused",
@@ -119,6 +120,7 @@ async def on_volunteer_event(documents: DocumentStore, event: Event, env: Envelo
         if "postal_code" in changes:
             area = postal_area(changes["postal_code"])
             changes |= {"department": area.department, "latitude": area.latitude, "longitude": area.longitude}
+        assert isinstance(event, VolunteerRegistered | VolunteerProfileUpdated)
         if event.age_bracket is not None:
             changes["minor"] = event.age_bracket == "16-17"
         if isinstance(event, VolunteerRegistered):
@@ -129,7 +131,7 @@ async def on_volunteer_event(documents: DocumentStore, event: Event, env: Envelo
 
 async def on_application_event(documents: DocumentStore, event: Event, env: Envelope) -> None:
     """One document per (mission, volunteer); the roster stream's version guards redeliveries."""
-    assert isinstance(event, tuple(APPLICATION_STATUS))
+    assert isinstance(event, RosterEvent)
     doc = await fresh_document(documents, APPLICATIONS, f"{event.mission_id}:{event.volunteer_id}", env)
     if doc is None:
         return
@@ -147,13 +149,25 @@ async def on_organization_registered(documents: DocumentStore, event: Organizati
     await documents.put(ORGANIZATIONS, event.organization_id, {"manager_ids": event.manager_ids})
 
 
+async def manager_ids(documents: DocumentStore, organization_id: str) -> list[str]:
+    """The organisation's managers (none while its registration is not projected)."""
+    found = await documents.get(ORGANIZATIONS, organization_id)
+    return list(found["manager_ids"]) if found else []
+
+
 async def on_referent_event(documents: DocumentStore, event: Event, env: Envelope) -> None:
     doc = await fresh_document(documents, REFERENTS, env.stream_id, env)
     if doc is None:
         return
-    departments = event.departments if isinstance(event, ReferentAppointed) else []
     assert isinstance(event, ReferentAppointed | ReferentRevoked)
+    departments = event.departments if isinstance(event, ReferentAppointed) else []
     await documents.put(REFERENTS, env.stream_id, {**doc, "departments": departments})
+
+
+async def appointed_departments(documents: DocumentStore, referent_id: str) -> list[str]:
+    """The departments a referent is appointed to (none once revoked)."""
+    found = await documents.get(REFERENTS, referent_id)
+    return list(found["departments"]) if found else []
 
 
 # ---- the in-memory index ----

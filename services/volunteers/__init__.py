@@ -3,8 +3,14 @@
 from services.volunteers import projections
 from services.volunteers.api import router
 from services.volunteers.consumers import subscribers
-from shared.runtime.app import Service
+from services.volunteers.handlers import VolunteersHandlers
+from shared.runtime.app import Service, ServiceContext
 
-service = Service(
-    "volunteers", routers=[router], subscribers=subscribers, on_start=lambda ctx: projections.setup(ctx.documents)
-)
+
+async def setup(ctx: ServiceContext) -> None:
+    """The composition root: the handlers, built once for the routes and the consumers; the indexes."""
+    ctx.provide(VolunteersHandlers(ctx))
+    await projections.setup(ctx.documents)
+
+
+service = Service("volunteers", routers=[router], subscribers=subscribers, on_start=setup)

@@ -8,6 +8,8 @@ volunteers than places, whatever the concurrency.
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from shared.contracts.volunteers import ApplicationStatus
+from shared.errors import Conflict, Forbidden, NotFound
 from shared.events import (
     ApplicationAccepted,
     ApplicationCancelled,
@@ -23,15 +25,43 @@ from shared.events import (
 )
 from shared.events.vocabulary import AgeBracket, Sealed
 from shared.events.volunteers import ApplicationRefusalReason, CancellationReason, WithdrawalReason
-from shared.runtime.problems import Problem
 
 CRISIS_AGE = 70
-ApplicationStatus = Literal["pending", "accepted", "refused", "withdrawn", "cancelled"]
 LIVE: tuple[ApplicationStatus, ...] = ("pending", "accepted")
+MissionEnd = Literal["cancelled", "closed", "unpublished"]
+BRACKETS: tuple[tuple[int, AgeBracket], ...] = (
+    (17, "16-17"),
+    (24, "18-24"),
+    (34, "25-34"),
+    (49, "35-49"),
+    (64, "50-64"),
+    (69, "65-69"),
+)
+
+MINORS_NOT_ACCEPTED = Forbidden("minors_not_accepted", "Cette mission n’est pas ouverte aux moins de 18 ans.")
+ONSITE_NOT_ALLOWED_IN_CRISIS = Forbidden(
+    "onsite_not_allowed_in_crisis",
+    "Pendant la crise, les personnes de 70 ans et plus ou à risque participent aux missions à distance.",
+)
+APPLICATION_NOT_FOUND = NotFound("application_not_found", "Cette candidature est introuvable.")
+MISSION_FULL = Conflict(
+    "mission_full", "Cette mission est complète : toutes ses places sont prises (sa liste d’attente reste ouverte)."
+)
+MISSION_NOT_OPEN = Conflict("mission_not_open", "Cette mission n’accepte pas de candidatures.")
+ALREADY_APPLIED = Conflict("already_applied", "Vous êtes déjà candidat à cette mission ou sur sa liste d’attente.")
+TOO_MANY_APPLICATIONS = Conflict(
+    "too_many_applications",
+    "Vous avez déjà le nombre maximal de candidatures en attente : attendez une réponse ou retirez-en une.",
+)
+APPLICATION_NOT_PENDING = Conflict("application_not_pending", "Cette candidature n’est plus en attente.")
+APPLICATION_CLOSED = Conflict("application_closed", "Cette candidature est déjà close.")
+PLACES_LEFT = Conflict("places_left", "Il reste des places : candidatez directement.")
+NOT_ON_WAITLIST = NotFound("not_on_waitlist", "Vous n’êtes pas sur la liste d’attente.")
+VOLUNTEER_NOT_FOUND = NotFound("volunteer_not_found", "Ce profil de bénévole est introuvable.")
 
 
 def age_bracket(age: int) -> AgeBracket:
-    for upper, bracket in ((17, "16-17"), (24, "18-24"), (34, "25-34"), (49, "35-49"), (64, "50-64"), (69, "65-69")):
+    for upper, bracket in BRACKETS:
         if age <= upper:
             return bracket
     return "70+"
@@ -61,15 +91,12 @@ class OpenMission:
     open_to_minors: bool
 
 
-def eligibility_problem(candidate: Candidate, mission: OpenMission, crisis_mode: bool) -> Problem | None:
+def ineligibility(candidate: Candidate, mission: OpenMission, crisis_mode: bool) -> Forbidden | None:
+    """Why the candidate may not take part in the mission, or None."""
     if candidate.age < 18 and not mission.open_to_minors:
-        return Problem(403, "minors_not_accepted", "Cette mission n’est pas ouverte aux moins de 18 ans.")
+        return MINORS_NOT_ACCEPTED
     if crisis_mode and not mission.remote and (candidate.age >= CRISIS_AGE or candidate.health_risk):
-        return Problem(
-            403,
-            "onsite_not_allowed_in_crisis",
-            "Pendant la crise, les personnes de 70 ans et plus ou à risque participent aux missions à distance.",
-        )
+        return ONSITE_NOT_ALLOWED_IN_CRISIS
     return None
 
 
@@ -130,7 +157,7 @@ class Roster:
         try:
             return self.applications[application_id]
         except KeyError:
-            raise Problem(404, "application_not_found", "Cette candidature est introuvable.") from None
+            raise APPLICATION_NOT_FOUND from None
 
 
 STATUS_AFTER: dict[type[Event], ApplicationStatus] = {
@@ -139,7 +166,6 @@ STATUS_AFTER: dict[type[Event], ApplicationStatus] = {
     ApplicationWithdrawn: "withdrawn",
     ApplicationCancelled: "cancelled",
 }
-MISSION_FULL = Problem(409, "mission_full", "Cette mission est complète : vous pouvez rejoindre la liste d’attente.")
 
 
 def free_places(roster: Roster, mission: OpenMission) -> int:
@@ -148,7 +174,7 @@ def free_places(roster: Roster, mission: OpenMission) -> int:
 
 def require_open(mission: OpenMission) -> None:
     if mission.status not in ("published", "filled"):
-        raise Problem(409, "mission_not_open", "Cette mission n’accepte pas de candidatures.")
+        raise MISSION_NOT_OPEN
 
 
 def apply_to(
@@ -163,17 +189,13 @@ def apply_to(
 ) -> list[Event]:
     require_open(mission)
     if roster.live_application_of(candidate.id):
-        raise Problem(409, "already_applied", "Vous avez déjà candidaté à cette mission.")
-    if problem := eligibility_problem(candidate, mission, crisis_mode):
-        raise problem
+        raise ALREADY_APPLIED
+    if refusal := ineligibility(candidate, mission, crisis_mode):
+        raise refusal
     if free_places(roster, mission) == 0:
         raise MISSION_FULL
     if pending_elsewhere >= max_pending:
-        raise Problem(
-            409,
-            "too_many_applications",
-            f"Vous avez déjà {max_pending} candidatures en attente : attendez une réponse ou retirez-en une.",
-        )
+        raise TOO_MANY_APPLICATIONS
     return [
         ApplicationReceived(
             application_id=application_id,
@@ -188,9 +210,9 @@ def apply_to(
 def accept(roster: Roster, mission: OpenMission, application_id: str) -> list[Event]:
     application = roster.application(application_id)
     if application.status != "pending":
-        raise Problem(409, "application_not_pending", "Cette candidature n’est plus en attente.")
+        raise APPLICATION_NOT_PENDING
     if free_places(roster, mission) == 0:
-        raise Problem(409, "mission_full", "Cette mission est complète : toutes les places sont prises.")
+        raise MISSION_FULL
     return [
         ApplicationAccepted(
             application_id=application_id,
@@ -206,7 +228,7 @@ def refuse(
 ) -> list[Event]:
     application = roster.application(application_id)
     if application.status not in LIVE:
-        raise Problem(409, "application_closed", "Cette candidature est déjà close.")
+        raise APPLICATION_CLOSED
     return [
         ApplicationRefused(
             application_id=application_id,
@@ -229,9 +251,9 @@ def withdraw(
 ) -> list[Event]:
     application = roster.application(application_id)
     if application.volunteer_id != volunteer_id:
-        raise Problem(404, "application_not_found", "Cette candidature est introuvable.")
+        raise APPLICATION_NOT_FOUND
     if application.status not in LIVE:
-        raise Problem(409, "application_closed", "Cette candidature est déjà close.")
+        raise APPLICATION_CLOSED
     return [
         ApplicationWithdrawn(
             application_id=application_id,
@@ -247,11 +269,11 @@ def withdraw(
 def join_waitlist(roster: Roster, mission: OpenMission, candidate: Candidate, crisis_mode: bool) -> list[Event]:
     require_open(mission)
     if roster.live_application_of(candidate.id) or candidate.id in roster.waitlist:
-        raise Problem(409, "already_applied", "Vous êtes déjà candidat ou sur la liste d’attente.")
-    if problem := eligibility_problem(candidate, mission, crisis_mode):
-        raise problem
+        raise ALREADY_APPLIED
+    if refusal := ineligibility(candidate, mission, crisis_mode):
+        raise refusal
     if free_places(roster, mission) > 0:
-        raise Problem(409, "places_left", "Il reste des places : candidatez directement.")
+        raise PLACES_LEFT
     return [
         VolunteerWaitlisted(mission_id=mission.id, volunteer_id=candidate.id, organization_id=mission.organization_id)
     ]
@@ -259,7 +281,7 @@ def join_waitlist(roster: Roster, mission: OpenMission, candidate: Candidate, cr
 
 def leave_waitlist(roster: Roster, mission: OpenMission, volunteer_id: str) -> list[Event]:
     if volunteer_id not in roster.waitlist:
-        raise Problem(404, "not_on_waitlist", "Vous n’êtes pas sur la liste d’attente.")
+        raise NOT_ON_WAITLIST
     return [
         VolunteerLeftWaitlist(
             mission_id=mission.id, volunteer_id=volunteer_id, organization_id=mission.organization_id, reason="left"
@@ -275,7 +297,7 @@ def promote(
         return []
     for volunteer_id in roster.waitlist:
         candidate = candidates.get(volunteer_id)
-        if candidate and eligibility_problem(candidate, mission, crisis_mode) is None:
+        if candidate and ineligibility(candidate, mission, crisis_mode) is None:
             return [
                 ApplicationReceived(
                     application_id=new_id,
@@ -288,9 +310,7 @@ def promote(
     return []
 
 
-def close_roster(
-    roster: Roster, mission: OpenMission, why: Literal["cancelled", "closed", "unpublished"]
-) -> list[Event]:
+def close_roster(roster: Roster, mission: OpenMission, why: MissionEnd) -> list[Event]:
     """The mission ended: pending applications cancelled (or refused when it closed), the waitlist emptied."""
     events: list[Event] = []
     common = {"mission_id": mission.id, "organization_id": mission.organization_id}
@@ -356,7 +376,7 @@ class Volunteer:
 
     def require_active(self) -> None:
         if not self.registered or self.erased:
-            raise Problem(404, "volunteer_not_found", "Ce profil de bénévole est introuvable.")
+            raise VOLUNTEER_NOT_FOUND
 
 
 def erase_volunteer(volunteer: Volunteer) -> list[Event]:

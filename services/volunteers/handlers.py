@@ -1,32 +1,89 @@
-"""Volunteers application layer: sign-up, profile, applications and waitlist, GDPR export and erasure."""
+"""Volunteers application layer: sign-up, profile, applications and waitlist, GDPR export and erasure.
+
+Who may act is checked here, with `shared.access`: a volunteer acts on their own profile and applications,
+the managers of a mission's organisation decide on its applications, an admin reads and erases profiles.
+"""
 
 import contextlib
 import hashlib
 import hmac
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
+from functools import partial
 from typing import Any
 
-from services.volunteers import domain
-from services.volunteers.projections import APPLICATIONS, EMAILS, MISSIONS, ORGANIZATIONS, VOLUNTEERS, WAITLIST
-from shared import geo
-from shared.contracts.volunteers import age_on, normalize_email, normalize_mobile, today
+from services.volunteers import domain, projections
+from services.volunteers.projections import APPLICATIONS, EMAILS, MISSIONS, VOLUNTEERS, WAITLIST
+from shared import access, geo
+from shared.contracts.volunteers import (
+    CLEAR_FIELDS,
+    PERSONAL_FIELDS,
+    ApplicantContact,
+    ApplicantFirstName,
+    ApplicationCreated,
+    ApplicationInput,
+    ApplicationRefusal,
+    ApplicationView,
+    ApplicationWithdrawal,
+    ErasedApplicant,
+    MissionApplicationView,
+    ProfileChanges,
+    SignedUp,
+    VolunteerExport,
+    VolunteerProfile,
+    VolunteerProfileView,
+    WaitlistPlace,
+    age_on,
+    normalize_email,
+    normalize_mobile,
+    today,
+)
+from shared.errors import Invalid, NotFound
 from shared.events import Actor, Envelope, Event, VolunteerProfileUpdated, VolunteerRegistered, new_id
 from shared.events.vocabulary import Sealed
-from shared.events.volunteers import ApplicationRefusalReason, WithdrawalReason, roster_stream
+from shared.events.volunteers import roster_stream
 from shared.runtime.app import ServiceContext
-from shared.runtime.ports import ConcurrencyError, DuplicateKeyError
-from shared.runtime.problems import Problem
+from shared.runtime.ports import ConcurrencyError, DocumentStore, DuplicateKeyError, EventStore
 from shared.runtime.streams import append_events, decide_and_append, load_stream
 from shared.runtime.vault import Vault
 
-PERSONAL_FIELDS = ("first_name", "last_name", "email", "phone", "birth_date", "health_risk")
 ROSTER_ATTEMPTS = 40  # under a burst of decisions on one mission each attempt lets one writer through
+PERSONAL_CHANGES = ("first_name", "last_name", "phone", "health_risk")
+
+MISSION_NOT_FOUND = NotFound("mission_not_found", "Cette mission est introuvable.")
+INVALID_PHONE = Invalid(
+    "invalid_volunteer",
+    "Certaines informations sont invalides.",
+    fields={"phone": "Indiquez un numéro de mobile français (06 ou 07)."},
+)
+INVALID_POSTAL_CODE = Invalid(
+    "invalid_postal_code", "Le code postal doit compter 5 chiffres.", fields={"postal_code": "5 chiffres attendus"}
+)
+UNKNOWN_POSTAL_CODE = Invalid(
+    "unknown_postal_code",
+    "Ce code postal ne correspond à aucune commune.",
+    fields={"postal_code": "code postal inconnu (les codes CEDEX ne sont pas acceptés)"},
+)
+
+RosterDecision = Callable[[domain.Roster], Awaitable[list[Event]]]
+
+
+def postal_area(postal_code: str) -> geo.PostalArea:
+    try:
+        return geo.postal_area(postal_code)
+    except geo.InvalidPostalCode:
+        raise INVALID_POSTAL_CODE from None
+    except geo.UnknownPostalCode:
+        raise UNKNOWN_POSTAL_CODE from None
 
 
 class VolunteersHandlers:
+    """Built once at start (the service's composition root), shared by the routes and the consumers."""
+
     def __init__(self, ctx: ServiceContext) -> None:
-        self.store, self.documents, self.settings = ctx.store, ctx.documents, ctx.settings
+        self.store: EventStore = ctx.store
+        self.documents: DocumentStore = ctx.documents
+        self.settings = ctx.settings
         self.vault = Vault(ctx.keys)
 
     def email_key(self, email: str) -> str:
@@ -36,40 +93,43 @@ class VolunteersHandlers:
 
     # ---- sign-up and profile ----
 
-    async def sign_up(self, personal: dict[str, Any], clear: dict[str, Any], area: geo.PostalArea) -> tuple[str, bool]:
-        """Register a volunteer, or find the one with this e-mail: (volunteer id, created)."""
+    async def sign_up(self, profile: VolunteerProfile) -> tuple[SignedUp, bool]:
+        """Register a volunteer, or find the one with this e-mail: (the volunteer, created)."""
+        area = geo.postal_area(profile.postal_code)  # a known postal code: the profile was validated
         personal = {
-            **personal,
-            "email": normalize_email(personal["email"]),
-            "phone": normalize_mobile(personal["phone"]),
+            **profile.model_dump(include=set(PERSONAL_FIELDS)),
+            "email": normalize_email(profile.email),
+            "phone": normalize_mobile(profile.phone),
         }
         volunteer_id, created = new_id(), True
+        key = self.email_key(profile.email)
         try:  # the unique index claim makes two identical sign-ups at once one volunteer
-            await self.documents.insert(EMAILS, self.email_key(personal["email"]), {"volunteer_id": volunteer_id})
+            await self.documents.insert(EMAILS, key, {"volunteer_id": volunteer_id})
         except DuplicateKeyError:
-            volunteer_id, created = (
-                (await self.documents.get(EMAILS, self.email_key(personal["email"])))["volunteer_id"],
-                False,
-            )
+            claimed = await self.documents.get(EMAILS, key)
+            if claimed is None:  # its holder was erased meanwhile: the address is free again
+                return await self.sign_up(profile)
+            volunteer_id, created = claimed["volunteer_id"], False
+        signed_up = SignedUp(volunteer_id=volunteer_id, department=area.department)
         _, version = await load_stream(self.store, volunteer_id)
         if version:
-            return volunteer_id, False
-        age = age_on(personal["birth_date"], today())
+            return signed_up, False
+        age = age_on(profile.birth_date, today())
         registered = VolunteerRegistered(
             volunteer_id=volunteer_id,
             personal=await self.vault.seal(volunteer_id, personal),
             postal_code=area.postal_code,
             department=area.department,
             age_bracket=domain.age_bracket(age),
-            onsite_restricted=age >= domain.CRISIS_AGE or personal["health_risk"],
-            **clear,
+            onsite_restricted=age >= domain.CRISIS_AGE or profile.health_risk,
+            **profile.model_dump(include=set(CLEAR_FIELDS)),
         )
         # ConcurrencyError: the same sign-up, completed by a concurrent request (or a retry after a crash)
         with contextlib.suppress(ConcurrencyError):
             await append_events(
                 self.store, volunteer_id, 0, [registered], actor=Actor(id=volunteer_id, role="volunteer")
             )
-        return volunteer_id, created
+        return signed_up, created
 
     async def volunteer(self, volunteer_id: str) -> tuple[domain.Volunteer, int]:
         events, version = await load_stream(self.store, volunteer_id)
@@ -80,52 +140,38 @@ class VolunteersHandlers:
     async def personal(self, volunteer: domain.Volunteer) -> dict[str, Any]:
         opened = await self.vault.open(volunteer.personal)
         if opened is None:
-            raise Problem(404, "volunteer_not_found", "Ce profil de bénévole est introuvable.")
+            raise domain.VOLUNTEER_NOT_FOUND
         return opened
 
-    async def profile(self, volunteer_id: str) -> dict[str, Any]:
+    async def profile(self, volunteer_id: str, actor: Actor) -> VolunteerProfileView:
+        access.require_self(actor, volunteer_id, admin_too=True)
+        return await self._profile(volunteer_id)
+
+    async def _profile(self, volunteer_id: str) -> VolunteerProfileView:
         volunteer, _ = await self.volunteer(volunteer_id)
         clear = await self.documents.get(VOLUNTEERS, volunteer_id) or {}
-        return {
-            **{k: v for k, v in clear.items() if k != "version"},
-            **await self.personal(volunteer),
-            "id": volunteer_id,
-        }
+        return VolunteerProfileView.model_validate({**clear, **await self.personal(volunteer), "id": volunteer_id})
 
-    async def update_profile(
-        self,
-        volunteer_id: str,
-        personal_changes: dict[str, Any],
-        clear: dict[str, Any],
-        area: geo.PostalArea | None,
-        actor: Actor,
-    ) -> None:
+    async def update_profile(self, volunteer_id: str, changes: ProfileChanges, actor: Actor) -> None:
+        access.require_self(actor, volunteer_id)
+        area = postal_area(changes.postal_code) if changes.postal_code else None
+        personal_changes = changes.model_dump(include=set(PERSONAL_CHANGES), exclude_none=True)
         volunteer, version = await self.volunteer(volunteer_id)
-        personal = await self.personal(volunteer)
-        changes: dict[str, Any] = dict(clear)
+        updated: dict[str, Any] = changes.model_dump(include=set(CLEAR_FIELDS), exclude_none=True)
         if personal_changes:
-            personal = {**personal, **personal_changes}
+            personal = {**await self.personal(volunteer), **personal_changes}
             if "phone" in personal_changes:
                 phone = normalize_mobile(personal_changes["phone"])
                 if phone is None:
-                    raise Problem(
-                        422,
-                        "invalid_volunteer",
-                        "Certaines informations sont invalides.",
-                        fields={"phone": "Indiquez un numéro de mobile français (06 ou 07)."},
-                    )
+                    raise INVALID_PHONE
                 personal["phone"] = phone
-            changes["personal"] = await self.vault.seal(volunteer_id, personal)
-            birth = (
-                date.fromisoformat(personal["birth_date"])
-                if isinstance(personal["birth_date"], str)
-                else personal["birth_date"]
-            )
-            changes["onsite_restricted"] = age_on(birth, today()) >= domain.CRISIS_AGE or personal["health_risk"]
+            updated["personal"] = await self.vault.seal(volunteer_id, personal)
+            birth = date.fromisoformat(str(personal["birth_date"]))
+            updated["onsite_restricted"] = age_on(birth, today()) >= domain.CRISIS_AGE or personal["health_risk"]
         if area is not None:
-            changes |= {"postal_code": area.postal_code, "department": area.department}
-        if changes:
-            event = VolunteerProfileUpdated(volunteer_id=volunteer_id, **changes)
+            updated |= {"postal_code": area.postal_code, "department": area.department}
+        if updated:
+            event = VolunteerProfileUpdated(volunteer_id=volunteer_id, **updated)
             await append_events(self.store, volunteer_id, version, [event], actor=actor)
 
     async def candidate(self, volunteer_id: str) -> domain.Candidate:
@@ -139,7 +185,7 @@ class VolunteersHandlers:
     async def mission(self, mission_id: str) -> domain.OpenMission:
         found = await self.documents.get(MISSIONS, mission_id)
         if found is None or "places" not in found:
-            raise Problem(404, "mission_not_found", "Cette mission est introuvable.")
+            raise MISSION_NOT_FOUND
         return domain.OpenMission(
             mission_id,
             found["organization_id"],
@@ -149,18 +195,18 @@ class VolunteersHandlers:
             found["open_to_minors"],
         )
 
-    async def require_manager(self, mission: domain.OpenMission, actor: Actor) -> None:
-        """Only managers of the mission's organisation decide; referents and others do not."""
-        organization = await self.documents.get(ORGANIZATIONS, mission.organization_id) or {"manager_ids": []}
-        if actor.role != "admin" and actor.id not in organization["manager_ids"]:
-            raise Problem(
-                403, "not_your_mission", "Seuls les responsables de l’organisation décident des candidatures."
-            )
+    async def managed_mission(self, mission_id: str, actor: Actor) -> domain.OpenMission:
+        """The mission, for the managers of its organisation (and admins): they decide, referents do not."""
+        mission = await self.mission(mission_id)
+        access.require_manager(actor, await projections.manager_ids(self.documents, mission.organization_id))
+        return mission
 
-    async def apply(self, mission_id: str, volunteer_id: str, message: str | None, actor: Actor) -> str:
-        mission, candidate = await self.mission(mission_id), await self.candidate(volunteer_id)
-        pending = await self.documents.count(APPLICATIONS, {"volunteer_id": volunteer_id, "status": "pending"})
-        sealed = await self.vault.seal(volunteer_id, {"message": message}) if message else None
+    async def apply(self, mission_id: str, application: ApplicationInput, actor: Actor) -> ApplicationCreated:
+        access.require_role(actor, "volunteer")
+        mission, candidate = await self.mission(mission_id), await self.candidate(actor.id)
+        pending = await self.documents.count(APPLICATIONS, {"volunteer_id": actor.id, "status": "pending"})
+        message = application.message
+        sealed = await self.vault.seal(actor.id, {"message": message}) if message else None
         application_id = new_id()
         max_pending, crisis = self.settings.max_pending_applications, self.settings.crisis_mode
 
@@ -168,71 +214,72 @@ class VolunteersHandlers:
             return domain.apply_to(roster, mission, candidate, application_id, sealed, pending, max_pending, crisis)
 
         await self.decide_roster(mission_id, decide, actor)
-        return application_id
+        return ApplicationCreated(application_id=application_id, status="pending")
 
     async def accept(self, mission_id: str, application_id: str, actor: Actor) -> None:
-        mission = await self.mission(mission_id)
-        await self.require_manager(mission, actor)
+        mission = await self.managed_mission(mission_id, actor)
 
         async def decide(roster: domain.Roster) -> list[Event]:
             return domain.accept(roster, mission, application_id)
 
         await self.decide_roster(mission_id, decide, actor)
 
-    async def refuse(
-        self, mission_id: str, application_id: str, reason: ApplicationRefusalReason, comment: str | None, actor: Actor
-    ) -> None:
-        mission = await self.mission(mission_id)
-        await self.require_manager(mission, actor)
-        await self.decide_roster(
-            mission_id,
-            self._then_promote(mission, lambda roster: domain.refuse(roster, mission, application_id, reason, comment)),
-            actor,
-        )
-
-    async def withdraw(
-        self,
-        mission_id: str,
-        application_id: str,
-        volunteer_id: str,
-        reason: WithdrawalReason,
-        comment: str | None,
-        actor: Actor,
-    ) -> None:
-        mission = await self.mission(mission_id)
+    async def refuse(self, mission_id: str, application_id: str, refusal: ApplicationRefusal, actor: Actor) -> None:
+        mission = await self.managed_mission(mission_id, actor)
         await self.decide_roster(
             mission_id,
             self._then_promote(
-                mission, lambda roster: domain.withdraw(roster, mission, application_id, volunteer_id, reason, comment)
+                mission,
+                lambda roster: domain.refuse(roster, mission, application_id, refusal.reason, refusal.comment),
             ),
             actor,
         )
 
-    async def join_waitlist(self, mission_id: str, volunteer_id: str, actor: Actor) -> None:
-        mission, candidate = await self.mission(mission_id), await self.candidate(volunteer_id)
+    async def withdraw(
+        self, mission_id: str, application_id: str, withdrawal: ApplicationWithdrawal, actor: Actor
+    ) -> None:
+        access.require_role(actor, "volunteer")
+        mission = await self.mission(mission_id)
+        await self.decide_roster(
+            mission_id,
+            self._then_promote(
+                mission,
+                lambda roster: domain.withdraw(
+                    roster, mission, application_id, actor.id, withdrawal.reason, withdrawal.comment
+                ),
+            ),
+            actor,
+        )
+
+    async def join_waitlist(self, mission_id: str, actor: Actor) -> None:
+        access.require_role(actor, "volunteer")
+        mission, candidate = await self.mission(mission_id), await self.candidate(actor.id)
 
         async def decide(roster: domain.Roster) -> list[Event]:
             return domain.join_waitlist(roster, mission, candidate, self.settings.crisis_mode)
 
         await self.decide_roster(mission_id, decide, actor)
 
-    async def leave_waitlist(self, mission_id: str, volunteer_id: str, actor: Actor) -> None:
+    async def leave_waitlist(self, mission_id: str, actor: Actor) -> None:
+        access.require_role(actor, "volunteer")
         mission = await self.mission(mission_id)
         await self.decide_roster(
             mission_id,
-            self._then_promote(mission, lambda roster: domain.leave_waitlist(roster, mission, volunteer_id)),
+            self._then_promote(mission, lambda roster: domain.leave_waitlist(roster, mission, actor.id)),
             actor,
         )
 
-    async def close_roster(self, mission_id: str, why: str, cause: Envelope) -> None:
+    async def close_roster(self, mission_id: str, why: domain.MissionEnd, cause: Envelope) -> None:
         mission = await self.mission(mission_id)
 
         async def decide(roster: domain.Roster) -> list[Event]:
-            return domain.close_roster(roster, mission, why)  # type: ignore[arg-type]
+            return domain.close_roster(roster, mission, why)
 
         await self.decide_roster(mission_id, decide, cause=cause)
 
-    def _then_promote(self, mission: domain.OpenMission, command: Callable[[domain.Roster], list[Event]]):
+    def _then_promote(
+        self, mission: domain.OpenMission, command: Callable[[domain.Roster], list[Event]]
+    ) -> RosterDecision:
         """The command, then the promotion of the first eligible waitlisted volunteer if it freed a place."""
 
         async def decide(roster: domain.Roster) -> list[Event]:
@@ -244,7 +291,7 @@ class VolunteersHandlers:
             for volunteer_id in after.waitlist:
                 try:
                     candidates[volunteer_id] = await self.candidate(volunteer_id)
-                except Problem:
+                except NotFound:
                     continue  # erased meanwhile
             return events + domain.promote(after, mission, candidates, self.settings.crisis_mode, new_id())
 
@@ -253,7 +300,7 @@ class VolunteersHandlers:
     async def decide_roster(
         self,
         mission_id: str,
-        decide: Callable[[domain.Roster], Awaitable[list[Event]]],
+        decide: RosterDecision,
         actor: Actor | None = None,
         *,
         cause: Envelope | None = None,
@@ -273,34 +320,71 @@ class VolunteersHandlers:
             jitter_s=0.002,
         )
 
-    async def readable(self, application: dict[str, Any]) -> dict[str, Any]:
+    async def readable(self, application: dict[str, Any]) -> ApplicationView:
         """An application as people read it: its message opened (gone once its author is erased)."""
         sealed = application.get("message")
         opened = await self.vault.open(Sealed(**sealed)) if sealed else None
-        return {**{k: v for k, v in application.items() if k != "version"}, "message": (opened or {}).get("message")}
+        return ApplicationView.model_validate({**application, "message": (opened or {}).get("message")})
 
-    async def applications_of(self, volunteer_id: str, *, newest_first: bool = True) -> list[dict[str, Any]]:
+    async def applications_of(self, volunteer_id: str, actor: Actor) -> list[ApplicationView]:
+        """The volunteer's applications, newest first."""
+        access.require_self(actor, volunteer_id)
+        return await self._applications_of(volunteer_id)
+
+    async def _applications_of(self, volunteer_id: str, *, newest_first: bool = True) -> list[ApplicationView]:
         found = await self.documents.find(
             APPLICATIONS, {"volunteer_id": volunteer_id}, sort=[("applied_at", -1 if newest_first else 1)], limit=500
         )
         return [await self.readable(application) for application in found]
 
+    async def mission_applications(self, mission_id: str, actor: Actor) -> list[MissionApplicationView]:
+        """The mission's applications for its managers, with first names; contact details once accepted."""
+        await self.managed_mission(mission_id, actor)
+        listed = []
+        for application in await self.documents.find(
+            APPLICATIONS, {"mission_id": mission_id}, sort=[("applied_at", 1)]
+        ):
+            view = await self.readable(application)
+            listed.append(
+                MissionApplicationView(**view.model_dump(), volunteer=await self.applicant(view.volunteer_id, view))
+            )
+        return listed
+
+    async def applicant(
+        self, volunteer_id: str, application: ApplicationView
+    ) -> ApplicantContact | ApplicantFirstName | ErasedApplicant:
+        """Who applied, as the mission's managers see them."""
+        known = await self.documents.get(VOLUNTEERS, volunteer_id) or {}
+        if known.get("erased"):  # the volunteer erased their data: only the application's facts stay
+            return ErasedApplicant(erased=True)
+        try:
+            profile = await self._profile(volunteer_id)
+        except NotFound:
+            return ErasedApplicant(erased=True)
+        if application.status == "accepted":
+            return ApplicantContact(
+                first_name=profile.first_name, last_name=profile.last_name, email=profile.email, phone=profile.phone
+            )
+        return ApplicantFirstName(first_name=profile.first_name)
+
     # ---- GDPR ----
 
-    async def export(self, volunteer_id: str) -> dict[str, Any]:
+    async def export(self, volunteer_id: str, actor: Actor) -> VolunteerExport:
         """Everything the platform holds about a volunteer, readable."""
-        profile = await self.profile(volunteer_id)
-        applications = await self.applications_of(volunteer_id, newest_first=False)
+        access.require_self(actor, volunteer_id)
+        profile = await self._profile(volunteer_id)
+        applications = await self._applications_of(volunteer_id, newest_first=False)
         waitlists = await self.documents.find(WAITLIST, {"volunteer_id": volunteer_id, "active": True})
-        return {
-            "exported_at": datetime.now(UTC).isoformat(),
-            "profile": profile,
-            "applications": applications,
-            "waitlists": [{"mission_id": w["mission_id"], "since": w.get("since")} for w in waitlists],
-        }
+        return VolunteerExport(
+            exported_at=datetime.now(UTC),
+            profile=profile,
+            applications=applications,
+            waitlists=[WaitlistPlace(mission_id=w["mission_id"], since=w.get("since")) for w in waitlists],
+        )
 
     async def erase(self, volunteer_id: str, actor: Actor) -> None:
         """Cancel live applications, leave waitlists, record the erasure, then shred the key."""
+        access.require_self(actor, volunteer_id, admin_too=True)
         volunteer, version = await self.volunteer(volunteer_id)
         personal = await self.personal(volunteer)
         missions = {
@@ -316,9 +400,7 @@ class VolunteersHandlers:
             mission = await self.mission(mission_id)
             await self.decide_roster(
                 mission_id,
-                self._then_promote(
-                    mission, lambda roster, mission=mission: domain.erase_from(roster, mission, volunteer_id)
-                ),
+                self._then_promote(mission, partial(domain.erase_from, mission=mission, volunteer_id=volunteer_id)),
                 actor,
             )
         await append_events(self.store, volunteer_id, version, domain.erase_volunteer(volunteer), actor=actor)

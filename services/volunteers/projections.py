@@ -23,6 +23,7 @@ from shared.events import (
     VolunteerWaitlisted,
 )
 from shared.events.missions import mission_status_after
+from shared.events.volunteers import ApplicationEvent
 from shared.runtime.ports import DocumentStore
 from shared.runtime.projections import fresh_document
 
@@ -79,6 +80,7 @@ async def on_roster_event(documents: DocumentStore, event: Event, env: Envelope)
             doc["since"] = env.occurred_at.isoformat()
         await documents.put(WAITLIST, doc["id"], doc)
         return
+    assert isinstance(event, ApplicationEvent)
     doc = await fresh_document(documents, APPLICATIONS, event.application_id, env)
     if doc is None:
         return
@@ -133,6 +135,12 @@ async def on_mission_event(documents: DocumentStore, event: Event, env: Envelope
 
 async def on_organization_registered(documents: DocumentStore, event: OrganizationRegistered, env: Envelope) -> None:
     await documents.put(ORGANIZATIONS, event.organization_id, {"manager_ids": event.manager_ids})
+
+
+async def manager_ids(documents: DocumentStore, organization_id: str) -> list[str]:
+    """The organisation's managers (none while its registration is not projected)."""
+    found = await documents.get(ORGANIZATIONS, organization_id)
+    return list(found["manager_ids"]) if found else []
 
 
 VOLUNTEER_EVENTS = (VolunteerRegistered, VolunteerProfileUpdated, VolunteerErased)

@@ -86,7 +86,7 @@ class Matching:
 
     @property
     def handlers(self) -> MatchingHandlers:
-        return MatchingHandlers(self.app.state.runtime.context("matching"))
+        return self.app.state.runtime.context("matching").component(MatchingHandlers)
 
     async def get(self, actor: Actor | None, path: str, **params) -> httpx.Response:
         return await self.client.get(path, headers=service_headers(self.app, actor), params=params)
@@ -223,7 +223,7 @@ async def test_recommendations_for_a_volunteer_with_the_reason(matching):
 
     assert await matching.settled(minor_known, "the minor volunteer indexed") == []  # no mission open to minors
     other = await matching.get(Actor(id="v2", role="volunteer"), "/matching/volunteers/v1/missions")
-    assert (other.status_code, other.json()["code"]) == (403, "forbidden")
+    assert (other.status_code, other.json()["code"]) == (403, "not_your_profile")
     assert (await matching.get(None, "/matching/volunteers/v1/missions")).status_code == 401
     assert (await matching.get(ADMIN, "/matching/volunteers/nobody/missions")).status_code == 404
 

@@ -19,9 +19,9 @@ from services.matching.domain import (
     reassess,
     suits,
 )
+from shared.errors import LimitReached, Refusal
 from shared.events import TerritoryImbalanceCleared, TerritoryImbalanceDetected, VolunteerIdle, VolunteerInvited
 from shared.geo import distance_km, postal_area
-from shared.runtime.problems import Problem
 
 MONDAY = date(2026, 11, 23)
 VANNES, LORIENT, PARIS = (47.658, -2.760), (47.750, -3.367), (48.857, 2.352)
@@ -134,23 +134,23 @@ def test_invitations_once_per_mission_and_two_a_month():
     first = invite(Outreach.replay("v1", []), mission("m1"), v, "manager-1", MONDAY, crisis_mode=True)
     assert (first.mission_id, first.invited_on) == ("m1", MONDAY)
     history = [first]
-    with pytest.raises(Problem) as again:
+    with pytest.raises(Refusal) as again:
         invite(Outreach.replay("v1", history), mission("m1"), v, "manager-1", MONDAY, crisis_mode=True)
     assert again.value.code == "already_invited"
     history.append(invite(Outreach.replay("v1", history), mission("m2"), v, "m", MONDAY, crisis_mode=True))
-    with pytest.raises(Problem) as third:
+    with pytest.raises(Refusal) as third:
         invite(Outreach.replay("v1", history), mission("m3"), v, "m", MONDAY, crisis_mode=True)
-    assert (third.value.status, third.value.code) == (429, "invitation_limit_reached")
+    assert isinstance(third.value, LimitReached) and third.value.code == "invitation_limit_reached"
     next_month = date(2026, 12, 1)
     assert invite(Outreach.replay("v1", history), mission("m3"), v, "m", next_month, crisis_mode=True)
     for refused, code in [
         (dict(visible=False), "volunteer_not_found"),
         (dict(minor=True), "volunteer_not_eligible"),
     ]:
-        with pytest.raises(Problem) as error:
+        with pytest.raises(Refusal) as error:
             invite(Outreach.replay("v1", []), mission("m9"), volunteer(**refused), "m", MONDAY, crisis_mode=True)
         assert error.value.code == code
-    with pytest.raises(Problem) as full:
+    with pytest.raises(Refusal) as full:
         invite(Outreach.replay("v1", []), mission("m9", free_places=0), v, "m", MONDAY, crisis_mode=True)
     assert full.value.code == "mission_full"
 

@@ -5,6 +5,7 @@ import pytest
 from services.volunteers import domain
 from services.volunteers.domain import Candidate, OpenMission, Roster
 from shared.contracts.volunteers import age_on, normalize_mobile
+from shared.errors import Refusal
 from shared.events import (
     ApplicationAccepted,
     ApplicationCancelled,
@@ -14,7 +15,6 @@ from shared.events import (
     VolunteerLeftWaitlist,
     VolunteerWaitlisted,
 )
-from shared.runtime.problems import Problem
 
 ON_SITE = OpenMission("m1", "o1", "published", places=2, remote=False, open_to_minors=False)
 REMOTE = OpenMission("m1", "o1", "published", places=2, remote=True, open_to_minors=False)
@@ -27,7 +27,7 @@ ADULT, SENIOR, FRAGILE, MINOR = (
 
 
 def code(call) -> str:
-    with pytest.raises(Problem) as refusal:
+    with pytest.raises(Refusal) as refusal:
         call()
     return refusal.value.code
 
