@@ -20,7 +20,7 @@ NOT_YOURS = Forbidden("forbidden", "Vous n’avez pas accès à cette ressource.
 def require_role(actor: Actor, *roles: Role) -> None:
     """The actor has one of `roles`."""
     if actor.role not in roles:
-        raise ROLE_NOT_ALLOWED
+        raise ROLE_NOT_ALLOWED()
 
 
 def manages(actor: Actor, manager_ids: Collection[str]) -> bool:
@@ -35,12 +35,12 @@ def refers(actor: Actor, department: str, appointed: Collection[str]) -> bool:
 
 def require_manager(actor: Actor, manager_ids: Collection[str]) -> None:
     if not manages(actor, manager_ids):
-        raise NOT_YOUR_ORGANIZATION
+        raise NOT_YOUR_ORGANIZATION()
 
 
 def require_referent(actor: Actor, department: str, appointed: Collection[str]) -> None:
     if not refers(actor, department, appointed):
-        raise NOT_YOUR_DEPARTMENT
+        raise NOT_YOUR_DEPARTMENT()
 
 
 def require_manager_or_referent(
@@ -48,10 +48,10 @@ def require_manager_or_referent(
 ) -> None:
     """Managers of the organisation, referents of its department and admins may read it."""
     if not (manages(actor, manager_ids) or refers(actor, department, appointed)):
-        raise NOT_YOURS
+        raise NOT_YOURS()
 
 
 def require_self(actor: Actor, person_id: str, *, admin_too: bool = False) -> None:
     """The actor is that volunteer (or, with `admin_too`, an admin)."""
     if not ((actor.role == "volunteer" and actor.id == person_id) or (admin_too and actor.role == "admin")):
-        raise NOT_YOUR_PROFILE
+        raise NOT_YOUR_PROFILE()

@@ -2,10 +2,12 @@
 
 Domain modules and handlers raise them; the entry points map each kind to a status in one place
 (`shared.runtime.errors`). Declare each refusal once, as a module constant, so that a code always
-carries the same message.
+carries the same message, and raise a fresh copy of it: `raise MISSION_FULL()` (raising the constant
+itself would chain every raise's frames onto it, kept alive for the life of the process).
 """
 
 from collections.abc import Mapping
+from typing import Self
 
 
 class Refusal(Exception):
@@ -15,8 +17,12 @@ class Refusal(Exception):
         super().__init__(code)
         self.code, self.detail, self.fields = code, detail, dict(fields or {})
 
-    def with_fields(self, fields: Mapping[str, str]) -> "Refusal":
-        """The same refusal, naming the fields at fault."""
+    def __call__(self) -> Self:
+        """A fresh copy of this refusal, to raise."""
+        return type(self)(self.code, self.detail, fields=self.fields)
+
+    def with_fields(self, fields: Mapping[str, str]) -> Self:
+        """A fresh copy of this refusal, naming the fields at fault."""
         return type(self)(self.code, self.detail, fields=fields)
 
 

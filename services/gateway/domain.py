@@ -55,9 +55,9 @@ def guessable(password: str, email: str = "") -> bool:
 def check_password(password: str, *, email: str = "") -> None:
     """At least 10 characters, and not among the passwords attackers try first."""
     if len(password) < MIN_PASSWORD:
-        raise PASSWORD_TOO_SHORT
+        raise PASSWORD_TOO_SHORT()
     if guessable(password, email):
-        raise PASSWORD_GUESSABLE
+        raise PASSWORD_GUESSABLE()
 
 
 def lock_after(failures: int, now: datetime) -> datetime | None:

@@ -235,15 +235,15 @@ def invite(
     outreach: Outreach, mission: MissionSpot, volunteer: VolunteerSpot, by: str, today: date, *, crisis_mode: bool
 ) -> VolunteerInvited:
     if not volunteer.visible:
-        raise VOLUNTEER_NOT_FOUND
+        raise VOLUNTEER_NOT_FOUND()
     if mission.free_places <= 0:
-        raise MISSION_FULL
+        raise MISSION_FULL()
     if mission.mission_id in outreach.invited_to:
-        raise ALREADY_INVITED
+        raise ALREADY_INVITED()
     if mission.mission_id in volunteer.applied:
-        raise ALREADY_APPLIED
+        raise ALREADY_APPLIED()
     if outreach.invitations_by_month.get(today.strftime("%Y-%m"), 0) >= MAX_INVITATIONS_PER_MONTH:
-        raise INVITATION_LIMIT_REACHED
+        raise INVITATION_LIMIT_REACHED()
     why = ineligibility(volunteer, mission, crisis_mode=crisis_mode)
     if why:
         raise VOLUNTEER_NOT_ELIGIBLE.with_fields({"volunteer_id": why})

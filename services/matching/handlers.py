@@ -67,9 +67,9 @@ class MatchingHandlers:
         """Published missions with free places, nearest first then soonest; remote ones after the radius.
         A postal code places the search at its commune."""
         if (query.latitude is None) != (query.longitude is None):
-            raise INCOMPLETE_COORDINATES
+            raise INCOMPLETE_COORDINATES()
         if query.start and query.end and query.end < query.start:
-            raise INVALID_DATES
+            raise INVALID_DATES()
         latitude, longitude = self.locate(query.postal_code) if query.postal_code else (query.latitude, query.longitude)
         found: list[tuple[tuple[float, date, str], float | None, MissionSpot]] = []
         text = domain.folded(query.text).split() if query.text else []
@@ -111,11 +111,11 @@ class MatchingHandlers:
         try:
             area = geo.postal_area(postal_code)
         except geo.InvalidPostalCode:
-            raise INVALID_POSTAL_CODE from None
+            raise INVALID_POSTAL_CODE() from None
         except geo.UnknownPostalCode:
-            raise UNKNOWN_POSTAL_CODE from None
+            raise UNKNOWN_POSTAL_CODE() from None
         if area.latitude is None or area.longitude is None:
-            raise UNKNOWN_POSTAL_CODE
+            raise UNKNOWN_POSTAL_CODE()
         return area.latitude, area.longitude
 
     # ---- recommendations ----
@@ -123,7 +123,7 @@ class MatchingHandlers:
     def volunteer(self, volunteer_id: str) -> VolunteerSpot:
         found = self.index.volunteers.get(volunteer_id)
         if found is None:
-            raise domain.VOLUNTEER_NOT_FOUND
+            raise domain.VOLUNTEER_NOT_FOUND()
         return found
 
     def recommend_missions(self, volunteer_id: str, actor: Actor, limit: int = 20) -> list[RecommendedMission]:
@@ -156,7 +156,7 @@ class MatchingHandlers:
         access.require_role(actor, "manager", "admin")
         mission = self.index.missions.get(mission_id)
         if mission is None:
-            raise MISSION_NOT_FOUND
+            raise MISSION_NOT_FOUND()
         access.require_manager(actor, await manager_ids(self.documents, mission.organization_id))
         return mission
 

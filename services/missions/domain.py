@@ -112,7 +112,7 @@ class Mission:
     def require(self, *statuses: MissionStatus) -> None:
         """Refuse a command the mission's status does not allow."""
         if self.status not in statuses:
-            raise INVALID_TRANSITION
+            raise INVALID_TRANSITION()
 
 
 def check_content(content: MissionContent) -> None:
@@ -172,7 +172,7 @@ def check_dates(content: MissionContent, now: datetime, begun_on: date | None = 
 
 def draft_mission(mission: Mission, organization_id: str, content: MissionContent, now: datetime) -> list[Event]:
     if mission.exists:
-        raise MISSION_EXISTS
+        raise MISSION_EXISTS()
     check_content(content)
     check_dates(content, now)
     return [MissionDrafted(mission_id=mission.id, organization_id=organization_id, content=content)]
@@ -286,5 +286,5 @@ def close_if_ended(mission: Mission, today: date) -> list[Event]:
 def cancel_mission(mission: Mission, reason: str) -> list[Event]:
     mission.require(*LIVE)
     if not reason.strip():
-        raise REASON_REQUIRED
+        raise REASON_REQUIRED()
     return [MissionCancelled(mission_id=mission.id, organization_id=mission.organization_id, reason=reason.strip())]

@@ -74,7 +74,7 @@ class MissionsHandlers:
             events, _ = await load_stream(self.store, organization_id)
             registered = next((e for e in events if isinstance(e, OrganizationRegistered)), None)
             if registered is None:
-                raise ORGANIZATION_NOT_FOUND
+                raise ORGANIZATION_NOT_FOUND()
             found = {**registered.model_dump(mode="json", exclude={"organization_id"}), "id": organization_id}
         decision = await self.documents.get(DECISIONS, organization_id) or {"status": "pending"}
         return OrganizationView.model_validate({**found, **decision})
@@ -127,18 +127,18 @@ class MissionsHandlers:
         and to anyone else it does not exist."""
         found = await self.documents.get(MISSIONS, mission_id)
         if found is None:
-            raise MISSION_NOT_FOUND
+            raise MISSION_NOT_FOUND()
         mission = MissionView.model_validate(found)
         if mission.status in PUBLIC:
             return mission
         if actor is None:
-            raise MISSION_NOT_FOUND
+            raise MISSION_NOT_FOUND()
         organization = await self.organization(mission.organization_id)
         if not (
             access.manages(actor, organization.manager_ids)
             or access.refers(actor, mission.department, await self.appointed(actor))
         ):
-            raise MISSION_NOT_FOUND
+            raise MISSION_NOT_FOUND()
         return mission
 
     async def draft(self, organization_id: str, body: MissionInput, actor: Actor) -> DraftedMission:
@@ -153,7 +153,7 @@ class MissionsHandlers:
         """The mission and its organisation, if `actor` manages it."""
         mission, _ = await self._load(mission_id)
         if not mission.exists:
-            raise MISSION_NOT_FOUND
+            raise MISSION_NOT_FOUND()
         return mission, await self.managed_organization(mission.organization_id, actor)
 
     async def edit(self, mission_id: str, body: MissionInput, actor: Actor) -> None:

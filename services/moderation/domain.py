@@ -58,7 +58,7 @@ class Referent:
 def appoint_referent(referent: Referent, departments: list[str]) -> list[Event]:
     """Appoint (or re-appoint with other departments); nothing when the departments are the same."""
     if not departments:
-        raise DEPARTMENTS_REQUIRED
+        raise DEPARTMENTS_REQUIRED()
     if sorted(set(departments)) == sorted(referent.departments):
         return []
     return [ReferentAppointed(referent_id=referent.id, departments=sorted(set(departments)))]
@@ -66,7 +66,7 @@ def appoint_referent(referent: Referent, departments: list[str]) -> list[Event]:
 
 def revoke_referent(referent: Referent) -> list[Event]:
     if not referent.departments:
-        raise REFERENT_NOT_FOUND
+        raise REFERENT_NOT_FOUND()
     return [ReferentRevoked(referent_id=referent.id)]
 
 
@@ -94,19 +94,19 @@ def decide_mission(
 ) -> list[Event]:
     """One decision per submission (whoever decides may: the handler checked it)."""
     if decisions_made >= awaiting.submissions:
-        raise ALREADY_DECIDED
+        raise ALREADY_DECIDED()
     common = {"mission_id": mission_id, "organization_id": awaiting.organization_id, "department": awaiting.department}
     if decision == "validate":
         content = awaiting.content
         if not content.remote and (content.safety is None or content.place is None):
-            raise UNSAFE_MISSION
+            raise UNSAFE_MISSION()
         return [MissionValidated(**common, comment=comment)]
     if decision == "refuse":
         if reason is None:
-            raise REASON_REQUIRED
+            raise REASON_REQUIRED()
         return [MissionRefused(**common, reason=reason, comment=comment)]
     if not comment:
-        raise COMMENT_REQUIRED
+        raise COMMENT_REQUIRED()
     return [MissionChangesRequested(**common, comment=comment)]
 
 
@@ -149,11 +149,11 @@ def decide_organization(
 ) -> list[Event]:
     """One decision per organisation, in its department (whoever decides may: the handler checked it)."""
     if already_decided:
-        raise ALREADY_DECIDED
+        raise ALREADY_DECIDED()
     if decision == "approve":
         return [OrganizationApproved(organization_id=organization_id, department=department)]
     if reason is None:
-        raise REASON_REQUIRED
+        raise REASON_REQUIRED()
     return [
         OrganizationRejected(organization_id=organization_id, department=department, reason=reason, comment=comment)
     ]

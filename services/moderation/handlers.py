@@ -40,7 +40,7 @@ def checked_department(department: str) -> str:
     try:
         return geo.department(department).code
     except LookupError:
-        raise UNKNOWN_DEPARTMENT from None
+        raise UNKNOWN_DEPARTMENT() from None
 
 
 def hours_since(moment: str, now: datetime) -> float:
@@ -93,10 +93,10 @@ class ModerationHandlers:
         """A referent's departments, for that referent and admins."""
         access.require_role(actor, "referent", "admin")
         if actor.role != "admin" and actor.id != referent_id:
-            raise access.NOT_YOURS
+            raise access.NOT_YOURS()
         found = await self.documents.get(REFERENTS, referent_id)
         if not found or not found.get("departments"):
-            raise domain.REFERENT_NOT_FOUND
+            raise domain.REFERENT_NOT_FOUND()
         return ReferentView(id=referent_id, departments=found["departments"])
 
     async def appointed(self, actor: Actor) -> tuple[str, ...]:
@@ -168,7 +168,7 @@ class ModerationHandlers:
         access.require_role(actor, "referent", "admin")
         entry = await self.documents.get(QUEUE, mission_id)
         if entry is None or entry.get("kind") != "mission" or not entry.get("submissions"):
-            raise domain.MISSION_NOT_AWAITING
+            raise domain.MISSION_NOT_AWAITING()
         access.require_referent(actor, entry["department"], await self.appointed(actor))
         awaiting = domain.AwaitingReview(
             entry["organization_id"], entry["department"], MissionContent(**entry["content"]), entry["submissions"]
@@ -189,7 +189,7 @@ class ModerationHandlers:
         access.require_role(actor, "referent", "admin")
         entry = await self.documents.get(QUEUE, organization_id)  # what the referent saw
         if entry is None or entry["kind"] != "organization":
-            raise domain.ORGANIZATION_NOT_AWAITING
+            raise domain.ORGANIZATION_NOT_AWAITING()
         access.require_referent(actor, entry["department"], await self.appointed(actor))
         events, version = await load_stream(self.store, organization_id)
         new = domain.decide_organization(organization_id, bool(events), entry["department"], decision, reason, comment)
@@ -199,7 +199,7 @@ class ModerationHandlers:
         try:
             await append_events(self.store, stream_id, version, events, actor=actor)
         except ConcurrencyError:  # another referent decided at the same moment
-            raise domain.ALREADY_DECIDED from None
+            raise domain.ALREADY_DECIDED() from None
 
     # ---- the territory ----
 

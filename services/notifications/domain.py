@@ -121,7 +121,7 @@ class Preferences:
     ) -> "Preferences":
         """Another frequency (managers, referents, admins), and which optional e-mails one wants (None: as is)."""
         if frequency is not None and role not in CHOOSE_FREQUENCY:
-            raise FREQUENCY_NOT_APPLICABLE
+            raise FREQUENCY_NOT_APPLICABLE()
         unsubscribed = set(self.unsubscribed)
         for category, wants in (wanted or {}).items():
             if wants is not None:
@@ -199,19 +199,19 @@ def unsubscribe_token(secret: str, recipient_id: str, category: Category) -> str
 def read_unsubscribe_token(secret: str, token: str | None) -> tuple[str, Unsubscribable]:
     """The person and the category a link unsubscribes from; INVALID_LINK unless the platform signed it."""
     if not token or len(token) > MAX_TOKEN_LENGTH:
-        raise INVALID_LINK
+        raise INVALID_LINK()
     payload, _, signature = token.partition(".")
     if not token.isascii() or not hmac.compare_digest(signature.encode(), _signature(secret, payload).encode()):
-        raise INVALID_LINK
+        raise INVALID_LINK()
     try:
         decoded = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode()
     except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
-        raise INVALID_LINK from None
+        raise INVALID_LINK() from None
     recipient_id, _, named = decoded.partition("|")
     for category in UNSUBSCRIBABLE:
         if named == category:
             return recipient_id, category
-    raise INVALID_LINK
+    raise INVALID_LINK()
 
 
 def _signature(secret: str, payload: str) -> str:

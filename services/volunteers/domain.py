@@ -94,9 +94,9 @@ class OpenMission:
 def ineligibility(candidate: Candidate, mission: OpenMission, crisis_mode: bool) -> Forbidden | None:
     """Why the candidate may not take part in the mission, or None."""
     if candidate.age < 18 and not mission.open_to_minors:
-        return MINORS_NOT_ACCEPTED
+        return MINORS_NOT_ACCEPTED()
     if crisis_mode and not mission.remote and (candidate.age >= CRISIS_AGE or candidate.health_risk):
-        return ONSITE_NOT_ALLOWED_IN_CRISIS
+        return ONSITE_NOT_ALLOWED_IN_CRISIS()
     return None
 
 
@@ -157,7 +157,7 @@ class Roster:
         try:
             return self.applications[application_id]
         except KeyError:
-            raise APPLICATION_NOT_FOUND from None
+            raise APPLICATION_NOT_FOUND() from None
 
 
 STATUS_AFTER: dict[type[Event], ApplicationStatus] = {
@@ -174,7 +174,7 @@ def free_places(roster: Roster, mission: OpenMission) -> int:
 
 def require_open(mission: OpenMission) -> None:
     if mission.status not in ("published", "filled"):
-        raise MISSION_NOT_OPEN
+        raise MISSION_NOT_OPEN()
 
 
 def apply_to(
@@ -189,13 +189,13 @@ def apply_to(
 ) -> list[Event]:
     require_open(mission)
     if roster.live_application_of(candidate.id):
-        raise ALREADY_APPLIED
+        raise ALREADY_APPLIED()
     if refusal := ineligibility(candidate, mission, crisis_mode):
         raise refusal
     if free_places(roster, mission) == 0:
-        raise MISSION_FULL
+        raise MISSION_FULL()
     if pending_elsewhere >= max_pending:
-        raise TOO_MANY_APPLICATIONS
+        raise TOO_MANY_APPLICATIONS()
     return [
         ApplicationReceived(
             application_id=application_id,
@@ -210,9 +210,9 @@ def apply_to(
 def accept(roster: Roster, mission: OpenMission, application_id: str) -> list[Event]:
     application = roster.application(application_id)
     if application.status != "pending":
-        raise APPLICATION_NOT_PENDING
+        raise APPLICATION_NOT_PENDING()
     if free_places(roster, mission) == 0:
-        raise MISSION_FULL
+        raise MISSION_FULL()
     return [
         ApplicationAccepted(
             application_id=application_id,
@@ -228,7 +228,7 @@ def refuse(
 ) -> list[Event]:
     application = roster.application(application_id)
     if application.status not in LIVE:
-        raise APPLICATION_CLOSED
+        raise APPLICATION_CLOSED()
     return [
         ApplicationRefused(
             application_id=application_id,
@@ -251,9 +251,9 @@ def withdraw(
 ) -> list[Event]:
     application = roster.application(application_id)
     if application.volunteer_id != volunteer_id:
-        raise APPLICATION_NOT_FOUND
+        raise APPLICATION_NOT_FOUND()
     if application.status not in LIVE:
-        raise APPLICATION_CLOSED
+        raise APPLICATION_CLOSED()
     return [
         ApplicationWithdrawn(
             application_id=application_id,
@@ -269,11 +269,11 @@ def withdraw(
 def join_waitlist(roster: Roster, mission: OpenMission, candidate: Candidate, crisis_mode: bool) -> list[Event]:
     require_open(mission)
     if roster.live_application_of(candidate.id) or candidate.id in roster.waitlist:
-        raise ALREADY_APPLIED
+        raise ALREADY_APPLIED()
     if refusal := ineligibility(candidate, mission, crisis_mode):
         raise refusal
     if free_places(roster, mission) > 0:
-        raise PLACES_LEFT
+        raise PLACES_LEFT()
     return [
         VolunteerWaitlisted(mission_id=mission.id, volunteer_id=candidate.id, organization_id=mission.organization_id)
     ]
@@ -281,7 +281,7 @@ def join_waitlist(roster: Roster, mission: OpenMission, candidate: Candidate, cr
 
 def leave_waitlist(roster: Roster, mission: OpenMission, volunteer_id: str) -> list[Event]:
     if volunteer_id not in roster.waitlist:
-        raise NOT_ON_WAITLIST
+        raise NOT_ON_WAITLIST()
     return [
         VolunteerLeftWaitlist(
             mission_id=mission.id, volunteer_id=volunteer_id, organization_id=mission.organization_id, reason="left"
@@ -376,7 +376,7 @@ class Volunteer:
 
     def require_active(self) -> None:
         if not self.registered or self.erased:
-            raise VOLUNTEER_NOT_FOUND
+            raise VOLUNTEER_NOT_FOUND()
 
 
 def erase_volunteer(volunteer: Volunteer) -> list[Event]:

@@ -72,9 +72,9 @@ def postal_area(postal_code: str) -> geo.PostalArea:
     try:
         return geo.postal_area(postal_code)
     except geo.InvalidPostalCode:
-        raise INVALID_POSTAL_CODE from None
+        raise INVALID_POSTAL_CODE() from None
     except geo.UnknownPostalCode:
-        raise UNKNOWN_POSTAL_CODE from None
+        raise UNKNOWN_POSTAL_CODE() from None
 
 
 class VolunteersHandlers:
@@ -140,7 +140,7 @@ class VolunteersHandlers:
     async def personal(self, volunteer: domain.Volunteer) -> dict[str, Any]:
         opened = await self.vault.open(volunteer.personal)
         if opened is None:
-            raise domain.VOLUNTEER_NOT_FOUND
+            raise domain.VOLUNTEER_NOT_FOUND()
         return opened
 
     async def profile(self, volunteer_id: str, actor: Actor) -> VolunteerProfileView:
@@ -163,7 +163,7 @@ class VolunteersHandlers:
             if "phone" in personal_changes:
                 phone = normalize_mobile(personal_changes["phone"])
                 if phone is None:
-                    raise INVALID_PHONE
+                    raise INVALID_PHONE()
                 personal["phone"] = phone
             updated["personal"] = await self.vault.seal(volunteer_id, personal)
             birth = date.fromisoformat(str(personal["birth_date"]))
@@ -185,7 +185,7 @@ class VolunteersHandlers:
     async def mission(self, mission_id: str) -> domain.OpenMission:
         found = await self.documents.get(MISSIONS, mission_id)
         if found is None or "places" not in found:
-            raise MISSION_NOT_FOUND
+            raise MISSION_NOT_FOUND()
         return domain.OpenMission(
             mission_id,
             found["organization_id"],

@@ -25,7 +25,7 @@ def internal_caller(request: Request, x_internal_token: Annotated[str | None, He
     """FastAPI dependency of every internal router: 401 unless the caller holds the internal token."""
     expected = request.app.state.runtime.settings.internal_token
     if not expected or not hmac.compare_digest((x_internal_token or "").encode(), expected.encode()):
-        raise UNAUTHENTICATED
+        raise UNAUTHENTICATED()
 
 
 def acting_user(
@@ -34,7 +34,7 @@ def acting_user(
 ) -> Actor:
     """FastAPI dependency: the acting user the gateway relays, or 401 when the request carries none."""
     if not x_actor_id or x_actor_role not in ROLES:
-        raise UNAUTHENTICATED
+        raise UNAUTHENTICATED()
     return Actor(id=x_actor_id, role=x_actor_role)
 
 

@@ -16,3 +16,7 @@ class Problem(Exception):
         super().__init__(code)
         self.status, self.code, self.detail, self.fields = status, code, detail, fields or {}
         self.headers = headers or {}
+
+    def __call__(self) -> "Problem":
+        """A fresh copy of this problem, to raise (a raised constant would keep every raise's frames)."""
+        return Problem(self.status, self.code, self.detail, fields=self.fields, headers=self.headers)

@@ -115,7 +115,7 @@ def test_preferences_change_by_category_and_the_frequency_is_for_managers_and_re
     assert current.changed("referent", frequency="summary").frequency == "summary"
     with pytest.raises(Invalid) as refused:
         current.changed("volunteer", frequency="realtime")
-    assert refused.value is domain.FREQUENCY_NOT_APPLICABLE
+    assert refused.value.code == domain.FREQUENCY_NOT_APPLICABLE.code
     assert current.without("activity").doc() == {"frequency": "realtime", "unsubscribed": ["activity", "news"]}
 
 

@@ -68,11 +68,11 @@ async def register_organization(body: OrganizationRegistration, request: Request
     if body.account is None and actor is None:
         raise Unauthenticated("unauthenticated", "Vous devez être connecté.")
     if body.account is None and actor is not None and actor.role != "manager":
-        raise MANAGERS_ONLY
+        raise MANAGERS_ONLY()
     if body.account is not None:
         check_password(body.account.password, email=body.account.email)
         if await accounts.by_email(body.account.email) is not None:
-            raise EMAIL_TAKEN
+            raise EMAIL_TAKEN()
 
     async def produce() -> Response:
         account = None
@@ -141,5 +141,5 @@ async def accept_invitation(
         json={"departments": invitation["departments"]},
     )
     if answer.status_code >= 300:
-        raise APPOINTMENT_FAILED
+        raise APPOINTMENT_FAILED()
     return {"account_id": account["id"], "departments": invitation["departments"]}

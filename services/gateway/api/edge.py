@@ -53,9 +53,9 @@ def require(*roles: Role) -> Any:
 
     def signed_in(actor: Visitor) -> Actor:
         if actor is None:
-            raise UNAUTHENTICATED
+            raise UNAUTHENTICATED()
         if actor.role not in roles:
-            raise ROLE_NOT_ALLOWED
+            raise ROLE_NOT_ALLOWED()
         return actor
 
     return Depends(signed_in)
@@ -187,7 +187,7 @@ def idempotency_scope(request: Request, actor: Actor | None) -> str | None:
     if request.method != "POST" or not key:
         return None
     if len(key) > 200:
-        raise KEY_TOO_LONG
+        raise KEY_TOO_LONG()
     owner = actor.id if actor else client_address(request, request.app.state.runtime.settings.trusted_proxies)
     return hashlib.sha256(f"{owner}\n{request.url.path}\n{key}".encode()).hexdigest()
 
@@ -204,9 +204,9 @@ async def idempotent(request: Request, actor: Actor | None, produce: Callable[[]
     except DuplicateKeyError:
         stored = await documents.get(IDEMPOTENCY, doc_id) or {}
         if stored.get("fingerprint") != fingerprint:
-            raise KEY_REUSED from None
+            raise KEY_REUSED() from None
         if stored.get("state") != "done":
-            raise IN_PROGRESS from None
+            raise IN_PROGRESS() from None
         return Response(
             stored["body"].encode(),
             status_code=stored["status"],

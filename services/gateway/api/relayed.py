@@ -55,9 +55,9 @@ def allowed(operation: Operation) -> Callable[[Actor | None], Actor | None]:
         if operation.roles is None:
             return actor
         if actor is None:
-            raise UNAUTHENTICATED
+            raise UNAUTHENTICATED()
         if actor.role not in operation.roles:
-            raise ROLE_NOT_ALLOWED
+            raise ROLE_NOT_ALLOWED()
         return actor
 
     return check

@@ -87,7 +87,7 @@ class Accounts:
                 if announce:  # a retry after a crash between the two writes announces it
                     await self.announce(existing)
                 return existing
-            raise EMAIL_TAKEN from None
+            raise EMAIL_TAKEN() from None
         if announce:
             await self.announce(account)
         return account
@@ -131,7 +131,7 @@ class Accounts:
         key = self.email_key(email)
         attempts = await self.documents.get(ATTEMPTS, key) or {"failures": 0, "locked_until": None}
         if attempts["locked_until"] and datetime.fromisoformat(attempts["locked_until"]) > now():
-            raise domain.LOCKED
+            raise domain.LOCKED()
         account = await self.by_email(email)
         valid = await self._verify(account["password_hash"] if account else DUMMY_HASH, password)
         if not (valid and account):
@@ -140,7 +140,7 @@ class Accounts:
             await self.documents.put(
                 ATTEMPTS, key, {"failures": failures, "locked_until": locked.isoformat() if locked else None}
             )
-            raise domain.INVALID_CREDENTIALS
+            raise domain.INVALID_CREDENTIALS()
         if attempts["failures"]:
             await self.documents.delete(ATTEMPTS, key)
         return await self.issue(account)
@@ -177,11 +177,11 @@ class Accounts:
         """New tokens for a live refresh token, which is used up (rotation)."""
         stored = await self.documents.get(REFRESH_TOKENS, domain.digest(token))
         if stored is None or stored["revoked"] or datetime.fromisoformat(stored["expires_at"]) <= now():
-            raise SESSION_EXPIRED
+            raise SESSION_EXPIRED()
         await self.documents.put(REFRESH_TOKENS, domain.digest(token), {**stored, "revoked": True})
         account = await self.documents.get(ACCOUNTS, stored["account_id"])
         if account is None:
-            raise SESSION_EXPIRED
+            raise SESSION_EXPIRED()
         return await self.issue(account)
 
     async def logout(self, token: str) -> None:
@@ -195,13 +195,13 @@ class Accounts:
             return None
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token:
-            raise UNAUTHENTICATED
+            raise UNAUTHENTICATED()
         try:
             claims = jwt.decode(token, self.secret, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]})
         except jwt.ExpiredSignatureError:
-            raise TOKEN_EXPIRED from None
+            raise TOKEN_EXPIRED() from None
         except jwt.InvalidTokenError:
-            raise UNAUTHENTICATED from None
+            raise UNAUTHENTICATED() from None
         return Actor(id=claims["sub"], role=claims["role"])
 
     # ---- referent invitations ----
@@ -235,7 +235,7 @@ class Accounts:
     async def invitation(self, token: str) -> dict[str, Any]:
         found = await self.documents.get(INVITATIONS, domain.digest(token))
         if found is None or found["used"] or datetime.fromisoformat(found["expires_at"]) <= now():
-            raise INVITATION_INVALID
+            raise INVITATION_INVALID()
         return dict(found)
 
     async def accept_invitation(self, token: str, password: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -243,7 +243,7 @@ class Accounts:
         invitation = await self.invitation(token)
         email = (await self.vault.open(Sealed(**invitation["email"])) or {}).get("email")
         if email is None:
-            raise INVITATION_INVALID
+            raise INVITATION_INVALID()
         account = await self.create(
             email, password, "referent", scope=domain.Scope(departments=tuple(invitation["departments"]))
         )

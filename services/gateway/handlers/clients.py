@@ -57,7 +57,7 @@ class Services:
                 return await self.clients[service].request(method, path, headers=headers, **kwargs)
             except httpx.TransportError:
                 if attempt == attempts:
-                    raise SERVICE_UNAVAILABLE from None
+                    raise SERVICE_UNAVAILABLE() from None
         raise AssertionError("unreachable")
 
 

@@ -90,13 +90,13 @@ class Intake:
         except (TimeoutError, KafkaError, OSError):
             INTAKE_REFUSED.labels(event.event_type()).inc()
             log.warning("intake_bus_unavailable", event_type=event.event_type())
-            raise BUS_UNAVAILABLE from None
+            raise BUS_UNAVAILABLE() from None
         INTAKE_ACCEPTED.labels(event.event_type()).inc()
         return {"request_id": request_id, "status": "pending"}
 
     async def status(self, request_id: str) -> dict[str, Any]:
         if not domain.issued_request(self.secret, request_id):
-            raise REQUEST_NOT_FOUND
+            raise REQUEST_NOT_FOUND()
         found = await self.documents.get(REQUESTS, request_id)
         return {"request_id": request_id, **(found or {"status": "pending"})}
 

@@ -207,7 +207,7 @@ class Notifications:
         require_role(actor, "referent", "admin")
         broadcast = await self.documents.get(BROADCASTS, broadcast_id)
         if broadcast is None:
-            raise BROADCAST_NOT_FOUND
+            raise BROADCAST_NOT_FOUND()
         await self.check_department(actor, broadcast["department"])
         counts: dict[str, int] = defaultdict(int)
         for delivery in await self.documents.find(DELIVERIES, {"broadcast_id": broadcast_id}):
@@ -247,12 +247,12 @@ class Notifications:
         self._check_mailbox()
         letter = await self.documents.get(MAILBOX, message_id)
         if letter is None:
-            raise MESSAGE_NOT_FOUND
+            raise MESSAGE_NOT_FOUND()
         return letter
 
     def _check_mailbox(self) -> None:
         if self.settings.smtp_host:
-            raise NO_LOCAL_MAILBOX
+            raise NO_LOCAL_MAILBOX()
 
     # ---- preferences and unsubscribing ----
 
