@@ -110,7 +110,7 @@ async def test_a_generated_client_drives_sign_up_apply_and_accept(generated):
         return status == 200 and any(item.get("id") == organization_id for item in queue)
 
     await eventually(in_queue, what="the organisation in the referent's queue")
-    decision = {"decision": "approved"}
+    decision = {"decision": "approve"}
     status, _ = await call(
         "post_moderation_organizations_organization_id_decision",
         referent,
@@ -142,7 +142,7 @@ async def test_a_generated_client_drives_sign_up_apply_and_accept(generated):
 
     await eventually(submitted, what="the mission in the referent's queue")
     status, _ = await call(
-        "post_moderation_missions_mission_id_decision", referent, body={"decision": "validated"}, mission_id=mission_id
+        "post_moderation_missions_mission_id_decision", referent, body={"decision": "validate"}, mission_id=mission_id
     )
     assert status == 204
 
@@ -185,8 +185,13 @@ async def test_a_generated_client_drives_sign_up_apply_and_accept(generated):
         application_id=application_id,
     )
     assert status == 204
-    status, mine = await call("get_volunteers_volunteer_id_applications", volunteer_token, volunteer_id=volunteer_id)
-    assert status == 200 and [(a["id"], a["status"]) for a in mine] == [(application_id, "accepted")]
+
+    async def accepted_for_the_volunteer() -> bool:
+        mine = "get_volunteers_volunteer_id_applications"
+        status, applications = await call(mine, volunteer_token, volunteer_id=volunteer_id)
+        return status == 200 and [(a["id"], a["status"]) for a in applications] == [(application_id, "accepted")]
+
+    await eventually(accepted_for_the_volunteer, what="the acceptance in the volunteer's applications")
 
 
 async def link_token(app: Any, email: str) -> str:
