@@ -25,8 +25,9 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.report import write_section  # noqa: E402
 from benchmarks.spike import machine  # noqa: E402
 from services.matching import domain  # noqa: E402
-from services.matching.handlers import MatchingHandlers, SearchQuery  # noqa: E402
+from services.matching.handlers import MatchingHandlers  # noqa: E402
 from services.matching.projections import MISSIONS, VOLUNTEERS, MatchingIndex  # noqa: E402
+from shared.contracts.matching import MissionSearch  # noqa: E402
 from shared.geo import _load, distance_km  # noqa: E402
 from shared.runtime.app import Runtime, ServiceContext  # noqa: E402
 from shared.runtime.backend import open_storage  # noqa: E402
@@ -182,7 +183,7 @@ def main() -> None:
     search, search_brute = [], []
     for volunteer in volunteers:
         assert volunteer.latitude is not None and volunteer.longitude is not None
-        query = SearchQuery(latitude=volunteer.latitude, longitude=volunteer.longitude, remote=False)
+        query = MissionSearch(latitude=volunteer.latitude, longitude=volunteer.longitude, remote=False)
         started = time.perf_counter()
         page = handlers.search(query)
         search.append(time.perf_counter() - started)
@@ -194,7 +195,7 @@ def main() -> None:
         )
         within = [w for w in within if w[0] <= domain.DEFAULT_RADIUS_KM]
         search_brute.append(time.perf_counter() - started)
-        assert page["total"] == len(within)
+        assert page.total == len(within)
 
     departments = sorted(index.department_volunteers, key=lambda d: -len(index.department_volunteers[d]))
     largest = departments[0]
