@@ -27,14 +27,6 @@ from shared.runtime.streams import decide_and_append
 MISSION_NOT_FOUND = NotFound("mission_not_found", "Cette mission est introuvable ou n’a plus de place.")
 INCOMPLETE_COORDINATES = Invalid("incomplete_coordinates", "Indiquez la latitude et la longitude ensemble.")
 INVALID_DATES = Invalid("invalid_dates", "La date de fin précède la date de début.", fields={"end": "avant le début"})
-INVALID_POSTAL_CODE = Invalid(
-    "invalid_postal_code", "Le code postal doit compter 5 chiffres.", fields={"postal_code": "5 chiffres attendus"}
-)
-UNKNOWN_POSTAL_CODE = Invalid(
-    "unknown_postal_code",
-    "Ce code postal ne correspond à aucune commune située.",
-    fields={"postal_code": "code postal inconnu (les codes CEDEX ne sont pas acceptés)"},
-)
 
 
 def today() -> date:
@@ -108,14 +100,7 @@ class MatchingHandlers:
         )
 
     def locate(self, postal_code: str) -> tuple[float, float]:
-        try:
-            area = geo.postal_area(postal_code)
-        except geo.InvalidPostalCode:
-            raise INVALID_POSTAL_CODE() from None
-        except geo.UnknownPostalCode:
-            raise UNKNOWN_POSTAL_CODE() from None
-        if area.latitude is None or area.longitude is None:
-            raise UNKNOWN_POSTAL_CODE()
+        area = geo.postal_area_or_refusal(postal_code)
         return area.latitude, area.longitude
 
     # ---- recommendations ----

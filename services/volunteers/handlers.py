@@ -56,25 +56,8 @@ INVALID_PHONE = Invalid(
     "Certaines informations sont invalides.",
     fields={"phone": "Indiquez un numéro de mobile français (06 ou 07)."},
 )
-INVALID_POSTAL_CODE = Invalid(
-    "invalid_postal_code", "Le code postal doit compter 5 chiffres.", fields={"postal_code": "5 chiffres attendus"}
-)
-UNKNOWN_POSTAL_CODE = Invalid(
-    "unknown_postal_code",
-    "Ce code postal ne correspond à aucune commune.",
-    fields={"postal_code": "code postal inconnu (les codes CEDEX ne sont pas acceptés)"},
-)
 
 RosterDecision = Callable[[domain.Roster], Awaitable[list[Event]]]
-
-
-def postal_area(postal_code: str) -> geo.PostalArea:
-    try:
-        return geo.postal_area(postal_code)
-    except geo.InvalidPostalCode:
-        raise INVALID_POSTAL_CODE() from None
-    except geo.UnknownPostalCode:
-        raise UNKNOWN_POSTAL_CODE() from None
 
 
 class VolunteersHandlers:
@@ -154,7 +137,7 @@ class VolunteersHandlers:
 
     async def update_profile(self, volunteer_id: str, changes: ProfileChanges, actor: Actor) -> None:
         access.require_self(actor, volunteer_id)
-        area = postal_area(changes.postal_code) if changes.postal_code else None
+        area = geo.postal_area_or_refusal(changes.postal_code) if changes.postal_code else None
         personal_changes = changes.model_dump(include=set(PERSONAL_CHANGES), exclude_none=True)
         volunteer, version = await self.volunteer(volunteer_id)
         updated: dict[str, Any] = changes.model_dump(include=set(CLEAR_FIELDS), exclude_none=True)

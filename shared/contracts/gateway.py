@@ -42,10 +42,6 @@ class VolunteerSignUp(Input):
     volunteer: VolunteerProfile
 
 
-class ApplicationInput(Input):
-    message: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)] | None = None
-
-
 class Accepted(BaseModel):
     """A command accepted for later: follow it at GET /api/v1/requests/{request_id}."""
 

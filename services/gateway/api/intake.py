@@ -7,7 +7,8 @@ from fastapi import APIRouter, Request, Response
 
 from services.gateway.api.edge import IntakeOf, VolunteerActing, idempotency_scope, idempotent, limit, operation_id
 from services.gateway.domain import check_password
-from shared.contracts.gateway import Accepted, ApplicationInput, RequestStatus, VolunteerSignUp
+from shared.contracts.gateway import Accepted, RequestStatus, VolunteerSignUp
+from shared.contracts.volunteers import ApplicationInput
 from shared.events import ApplicationRequested, SignUpRequested
 
 router = APIRouter(generate_unique_id_function=operation_id)
