@@ -8,6 +8,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request, Response
 
 from services.gateway.api.edge import (
+    UNAUTHENTICATED,
     AccountsOf,
     AdminActing,
     VolunteerOrAdminActing,
@@ -19,6 +20,7 @@ from services.gateway.api.edge import (
 )
 from services.gateway.domain import check_password
 from services.gateway.handlers import EMAIL_TAKEN
+from shared.access import ROLE_NOT_ALLOWED
 from shared.contracts.gateway import (
     Credentials,
     Invitation,
@@ -30,12 +32,10 @@ from shared.contracts.gateway import (
     RefreshInput,
     Tokens,
 )
-from shared.errors import Unauthenticated
 from shared.events import Actor
 from shared.runtime.problems import Problem
 
 router = APIRouter(generate_unique_id_function=operation_id)
-MANAGERS_ONLY = Problem(403, "role_not_allowed", "Seuls les responsables d’organisation inscrivent une organisation.")
 APPOINTMENT_FAILED = Problem(
     502, "appointment_failed", "Le compte est créé mais la nomination a échoué : contactez un administrateur."
 )
@@ -66,9 +66,9 @@ async def register_organization(body: OrganizationRegistration, request: Request
     limit(request, None, "registration", email=body.account.email if body.account else None)
     actor = accounts.authenticate(request.headers.get("authorization"))
     if body.account is None and actor is None:
-        raise Unauthenticated("unauthenticated", "Vous devez être connecté.")
+        raise UNAUTHENTICATED()
     if body.account is None and actor is not None and actor.role != "manager":
-        raise MANAGERS_ONLY()
+        raise ROLE_NOT_ALLOWED()
     if body.account is not None:
         check_password(body.account.password, email=body.account.email)
         if await accounts.by_email(body.account.email) is not None:

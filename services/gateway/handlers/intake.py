@@ -14,7 +14,7 @@ from prometheus_client import Counter
 from services.gateway import domain
 from services.gateway.handlers.accounts import Accounts, now
 from services.gateway.handlers.clients import services_of
-from shared.errors import Refusal
+from shared.errors import NotFound, Refusal
 from shared.events import (
     Actor,
     ApplicationRequested,
@@ -40,7 +40,7 @@ BUS_UNAVAILABLE = Problem(
     "Idempotency-Key, un nouvel essai ne crée pas de doublon.",
     headers={"Retry-After": "5"},
 )
-REQUEST_NOT_FOUND = Problem(404, "request_not_found", "Cette demande est introuvable.")
+REQUEST_NOT_FOUND = NotFound("request_not_found", "Cette demande est introuvable.")
 INTAKE_ACCEPTED = Counter(
     "civique_intake_accepted", "Commands accepted with a 202, by type (per process: read it with rate())", ["type"]
 )
