@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from services.gateway import service
 from services.gateway.domain import check_password
 from services.gateway.handlers import Accounts
+from shared.errors import Refusal
 from shared.runtime.app import Runtime, run
 from shared.runtime.cli import CommandLine, add_server_options, fail, parse
-from shared.runtime.problems import Problem
 from shared.runtime.settings import Settings
 
 TITLE = "Civique — gateway"
@@ -45,8 +45,8 @@ def admin_password(email: str) -> str:
             fail("Les deux mots de passe diffèrent : rien n’a été créé.")
     try:
         check_password(password, email=email)
-    except Problem as problem:
-        fail(f"{problem.detail} Rien n’a été créé.")
+    except Refusal as refusal:
+        fail(f"{refusal.detail} Rien n’a été créé.")
     return password
 
 
@@ -70,8 +70,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         password = admin_password(options.email)
         try:
             account_id = asyncio.run(create_admin(options.email, password))
-        except Problem as problem:
-            fail(f"{problem.detail} Rien n’a été créé.")
+        except Refusal as refusal:
+            fail(f"{refusal.detail} Rien n’a été créé.")
         print(f"Compte administrateur prêt : {account_id}")
         return
     run([service], title=TITLE, host=getattr(options, "host", None), port=getattr(options, "port", None))

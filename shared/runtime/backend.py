@@ -48,6 +48,8 @@ def open_storage(settings: Settings, service: str) -> Storage:
     if settings.backend == "embedded":
         db = SqliteDatabase(settings.data_dir / f"{settings.namespace}{service}.sqlite3")
         return Storage(SqliteEventStore(db, service), SqliteDocumentStore(db))
-    client: AsyncMongoClient = AsyncMongoClient(settings.mongodb_url, serverSelectionTimeoutMS=5000, tz_aware=True)
+    # 5 s to find the server unless the URL says otherwise (`?serverSelectionTimeoutMS=`)
+    timeout = {} if "serverselectiontimeoutms" in settings.mongodb_url.lower() else {"serverSelectionTimeoutMS": 5000}
+    client: AsyncMongoClient = AsyncMongoClient(settings.mongodb_url, tz_aware=True, **timeout)
     db = client[database_name(settings, service)]
     return Storage(MongoEventStore(db, service), MongoDocumentStore(db), client)

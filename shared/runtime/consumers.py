@@ -6,18 +6,32 @@ handle with bounded retries and backoff → on a poison message or exhausted ret
 
 Handlers must still be idempotent: a crash after handling and before the inbox record replays
 the event once more (no multi-document transactions on FerretDB to make both one write).
+
+Two kinds of failure, two policies (see `is_transient`):
+- a *handler failure* (a bug, a poison message, a rule the event breaks) consumes the attempt budget
+  (`max_attempts`, backoff doubling from `backoff`); once spent, the message goes to the DLQ;
+- an *infrastructure outage* (the store or the bus unreachable, SQLite locked or out of disk) says
+  nothing about the message: every store and bus call of the runner, the handler's included, is
+  retried with backoff capped at `max_backoff` for as long as the outage lasts, without touching the
+  budget, so an outage never dead-letters anything. The partition waits meanwhile (its order holds),
+  the lag grows and readiness reports the consumer stuck.
+Anything else raised outside the handler (a store closed under the runner) ends the delivery task;
+its supervisor restarts it with backoff, from the group's committed offsets.
 """
 
 import asyncio
 import contextlib
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from pydantic import ValidationError
+from pymongo.errors import ConnectionFailure
 
 from shared.events import Envelope, Event, UnknownEventType, catalog
 from shared.runtime.metrics import CONSUMER_LAG, DEAD_LETTERS, EVENTS_CONSUMED, HANDLER_SECONDS
@@ -27,11 +41,37 @@ log = structlog.get_logger("civique.consumer")
 
 INBOX = "inbox"
 EventHandler = Callable[[Any, Envelope], Awaitable[None]]
+T = TypeVar("T")
+SQLITE_TRANSIENT = ("locked", "busy", "disk", "unable to open", "i/o")
 
 
 def dead_letter_topic(topic: str) -> str:
     """Where a consumer group parks what it could not handle."""
     return f"{topic}.dlq"
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether `error` (or what caused it) is an infrastructure outage that retrying later will get past.
+
+    Transient: the MongoDB-protocol server unreachable (pymongo's ConnectionFailure: AutoReconnect,
+    NetworkTimeout, ServerSelectionTimeoutError, WaitQueueTimeoutError), SQLite busy, locked, out of disk
+    or unable to open its file, a Kafka broker unreachable or a retriable Kafka error. Not transient:
+    everything else, including a store that refuses a document (validation, duplicate key) or was closed.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ConnectionFailure | KafkaConnectionError | KafkaTimeoutError):
+            return True
+        if isinstance(current, KafkaError) and getattr(current, "retriable", False):
+            return True
+        if isinstance(current, sqlite3.OperationalError) and any(
+            word in str(current).lower() for word in SQLITE_TRANSIENT
+        ):
+            return True
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    return False
 
 
 @dataclass(frozen=True)
@@ -57,6 +97,8 @@ class PermanentError(Exception):
 
 
 class ConsumerRunner:
+    """Runs one consumer group's handlers on the bus: dedupe, retries, dead letters, lag and health."""
+
     def __init__(
         self,
         subscriber: Subscriber,
@@ -65,34 +107,100 @@ class ConsumerRunner:
         *,
         max_attempts: int = 5,
         backoff: float = 0.2,
+        max_backoff: float = 5.0,
+        stuck_after: float = 300.0,
     ) -> None:
         self.subscriber, self.bus, self.inbox = subscriber, bus, inbox
-        self.max_attempts, self.backoff = max_attempts, backoff
+        self.max_attempts, self.backoff, self.max_backoff = max_attempts, backoff, max_backoff
+        self.stuck_after = stuck_after
         self.subscription: Subscription = bus.subscribe(subscriber.group, subscriber.topics, self.on_message)
+        self.lag: dict[tuple[str, int], int] = {}  # the group's committed lag, as last read
+        self.last_progress = time.monotonic()  # when a message was last done with (any outcome)
+        self._waiting_since: float | None = None  # since when this member's partitions have had a lag
+        self._backlog_at_start: tuple[int, float] | None = None
 
     @property
     def group(self) -> str:
         return self.subscriber.group
 
-    async def start(self) -> None:
+    async def find_backlog(self, *, within: float = 2.0) -> None:
+        """Log the backlog the group has before this member starts (its committed lag), for the record of a
+        recovery; `report_lag` logs "backlog_drained" once the group's lag is down to nothing."""
+        try:
+            async with asyncio.timeout(within):
+                lag = await self.bus.lag(self.group, self.subscriber.topics)
+        except Exception as exc:
+            log.warning("backlog_unknown", group=self.group, error=type(exc).__name__)
+            return
+        self._set_lag(lag)
+        backlog = sum(lag.values())
+        log.info(
+            "backlog_found",
+            group=self.group,
+            backlog=backlog,
+            partitions={f"{t}/{p}": n for (t, p), n in sorted(lag.items()) if n},
+        )
+        if backlog:
+            self._backlog_at_start = (backlog, time.monotonic())
+
+    async def start(self, *, find_backlog: bool = True) -> None:
+        """Join the group (after logging the backlog it has, unless the caller did it already)."""
+        if find_backlog:
+            await self.find_backlog()
+        self.last_progress = time.monotonic()
         await self.subscription.start()
 
     async def stop(self) -> None:
         await self.subscription.stop()
 
     async def report_lag(self) -> None:
-        CONSUMER_LAG.labels(self.group).set(await self.subscription.lag())
+        """Read the group's committed lag from the bus into `civique_consumer_lag` (per partition)."""
+        self._set_lag(await self.bus.lag(self.group, self.subscriber.topics))
+
+    def _set_lag(self, lag: dict[tuple[str, int], int]) -> None:
+        self.lag = lag
+        for (topic, partition), n in lag.items():
+            CONSUMER_LAG.labels(self.group, topic, str(partition)).set(n)
+        owned = self.subscription.assignment()
+        if any(n for tp, n in lag.items() if tp in owned):
+            self._waiting_since = self._waiting_since or time.monotonic()
+        else:
+            self._waiting_since = None
+        if self._backlog_at_start is not None and not any(lag.values()):
+            backlog, since = self._backlog_at_start
+            self._backlog_at_start = None
+            log.info("backlog_drained", group=self.group, drained=backlog, seconds=round(time.monotonic() - since, 1))
+
+    def health(self) -> str:
+        """Either "ok" or why not: the delivery task is not running, or it made no progress for `stuck_after`
+        seconds while partitions it owns have a lag."""
+        status = self.subscription.status()
+        if status != "ok":
+            return status
+        if self._waiting_since is not None:
+            idle = time.monotonic() - max(self._waiting_since, self.last_progress)
+            if idle > self.stuck_after:
+                owned = self.subscription.assignment()
+                lag = sum(n for tp, n in self.lag.items() if tp in owned)
+                return f"stuck: lag {lag}, no progress for {idle:.0f} s"
+        return "ok"
 
     async def on_message(self, message: Message) -> None:
+        """Handle one delivered record (the bus commits its offset once this returns)."""
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(
             group=self.group, topic=message.topic, partition=message.partition, offset=message.offset
         )
+        outcome = await self._on_message(message)
+        EVENTS_CONSUMED.labels(self.group, message.topic, outcome).inc()
+        self.last_progress = time.monotonic()
+
+    async def _on_message(self, message: Message) -> str:
         try:
             envelope = Envelope.from_json(message.value)
         except ValidationError as exc:
             await self._dead_letter(message, exc, attempts=1)
-            return
+            return "dead_lettered"
         structlog.contextvars.bind_contextvars(
             event_id=str(envelope.event_id),
             event_type=envelope.type,
@@ -101,21 +209,45 @@ class ConsumerRunner:
         )
         route = self.subscriber.handler_for(envelope.type)
         if route is None:
-            EVENTS_CONSUMED.labels(self.group, message.topic, "ignored").inc()
-            return
+            if envelope.type in catalog:  # a known event this group does not subscribe to
+                return "ignored"
+            await self._dead_letter(message, UnknownEventType(f"unknown event type {envelope.type}"), attempts=1)
+            return "dead_lettered"
         inbox_id = f"{self.group}:{envelope.event_id}"
-        if await self.inbox.get(INBOX, inbox_id) is not None:
-            EVENTS_CONSUMED.labels(self.group, message.topic, "duplicate").inc()
-            return
+        if await self._outlasting(lambda: self.inbox.get(INBOX, inbox_id), message, "inbox_lookup") is not None:
+            return "duplicate"
         outcome = await self._handle(message, envelope, *route)
+        record = {"group": self.group, "event_id": str(envelope.event_id), "at": _now()}
+        await self._outlasting(lambda: self._remember(inbox_id, record), message, "inbox_record")
+        return outcome
+
+    async def _remember(self, inbox_id: str, record: dict[str, Any]) -> None:
         with contextlib.suppress(DuplicateKeyError):  # another member handled it during a rebalance
-            await self.inbox.insert(
-                INBOX, inbox_id, {"group": self.group, "event_id": str(envelope.event_id), "at": _now()}
-            )
-        EVENTS_CONSUMED.labels(self.group, message.topic, outcome).inc()
+            await self.inbox.insert(INBOX, inbox_id, record)
+
+    def _outage_pause(self, outages: int) -> float:
+        return min(self.max_backoff, max(self.backoff, 0.01) * 2 ** min(outages - 1, 20))
+
+    async def _waited_out(self, message: Message, step: str, error: BaseException, outages: int) -> None:
+        EVENTS_CONSUMED.labels(self.group, message.topic, "outage_retried").inc()
+        log.warning("infrastructure_unavailable", step=step, error=type(error).__name__, outages=outages)
+        await asyncio.sleep(self._outage_pause(outages))
+
+    async def _outlasting(self, call: Callable[[], Awaitable[T]], message: Message, step: str) -> T:
+        """`call()`, retried with capped backoff for as long as it fails on an infrastructure outage."""
+        outages = 0
+        while True:
+            try:
+                return await call()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                outages += 1
+                await self._waited_out(message, step, exc, outages)
 
     async def _handle(self, message: Message, envelope: Envelope, cls: type[Event], handler: EventHandler) -> str:
-        for attempt in range(1, self.max_attempts + 1):
+        attempt = outages = 0
+        while True:
             started = time.perf_counter()
             try:
                 try:
@@ -127,10 +259,15 @@ class ConsumerRunner:
                 await handler(event, envelope)
                 return "handled"
             except PermanentError as exc:
-                await self._dead_letter(message, exc, attempts=attempt)
+                await self._dead_letter(message, exc, attempts=attempt + 1)
                 return "dead_lettered"
             except Exception as exc:
-                if attempt == self.max_attempts:
+                if is_transient(exc):  # the handler's store or bus is down: not the message's fault
+                    outages += 1
+                    await self._waited_out(message, "handler", exc, outages)
+                    continue
+                attempt += 1
+                if attempt >= self.max_attempts:
                     await self._dead_letter(message, exc, attempts=attempt)
                     return "dead_lettered"
                 EVENTS_CONSUMED.labels(self.group, message.topic, "retried").inc()
@@ -138,7 +275,6 @@ class ConsumerRunner:
                 await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
             finally:
                 HANDLER_SECONDS.labels(self.group, message.topic).observe(time.perf_counter() - started)
-        raise AssertionError("unreachable")
 
     async def _dead_letter(self, message: Message, error: BaseException, *, attempts: int) -> None:
         headers = (
@@ -150,7 +286,8 @@ class ConsumerRunner:
             ("x-original-partition", str(message.partition).encode()),
             ("x-original-offset", str(message.offset).encode()),
         )
-        await self.bus.publish([OutgoingMessage(dead_letter_topic(message.topic), message.key, message.value, headers)])
+        letter = OutgoingMessage(dead_letter_topic(message.topic), message.key, message.value, headers)
+        await self._outlasting(lambda: self.bus.publish([letter]), message, "dead_letter")
         DEAD_LETTERS.labels(self.group, message.topic).inc()
         log.error("dead_lettered", attempts=attempts, error_type=type(error).__name__)
 

@@ -35,7 +35,7 @@ from shared.runtime.ports import (
     check_sort,
     parse_filter,
 )
-from shared.runtime.tasks import cancel, start_supervised
+from shared.runtime.tasks import Supervised, cancel, start_supervised
 
 T = TypeVar("T")
 log = structlog.get_logger("civique.embedded")
@@ -387,6 +387,25 @@ class SqliteEventBus:
             async with asyncio.timeout(self.poll_interval):
                 await self._appended.wait()
 
+    async def lag(self, group: str, topics: Sequence[str]) -> dict[tuple[str, int], int]:
+        """The group's committed lag per partition: messages at or after its committed offset."""
+        pairs = [(t, p) for t in topics for p in range(self.partitions)]
+
+        def count(conn: sqlite3.Connection) -> dict[tuple[str, int], int]:
+            lags = {}
+            for topic, partition in pairs:
+                row = conn.execute(
+                    "SELECT next_seq FROM offsets WHERE grp = ? AND topic = ? AND partition = ?",
+                    (group, topic, partition),
+                ).fetchone()
+                lags[(topic, partition)] = conn.execute(
+                    "SELECT COUNT(*) FROM messages WHERE topic = ? AND partition = ? AND seq >= ?",
+                    (topic, partition, row[0] if row else 0),
+                ).fetchone()[0]
+            return lags
+
+        return await self.run(count)
+
     async def ping(self) -> None:
         await self._db.run(lambda c: c.execute("SELECT 1").fetchone())
 
@@ -402,12 +421,12 @@ class SqliteSubscription:
     def __init__(self, bus: SqliteEventBus, group: str, topics: list[str], handler: MessageHandler) -> None:
         self.bus, self.group, self.topics, self.handler = bus, group, topics, handler
         self.member = new_id()
-        self._task: asyncio.Task[None] | None = None
+        self._task: Supervised | None = None
         self._owned: set[tuple[str, int]] = set()
 
     async def start(self) -> None:
         await self._heartbeat()
-        self._task = start_supervised(self._loop(), name=f"bus:{self.group}")
+        self._task = start_supervised(self._loop, name=f"consumer:{self.group}")
 
     async def stop(self) -> None:
         await cancel(self._task)
@@ -419,6 +438,9 @@ class SqliteSubscription:
 
     def assignment(self) -> set[tuple[str, int]]:
         return set(self._owned)
+
+    def status(self) -> str:
+        return self._task.status() if self._task is not None else "failed: not started"
 
     async def _heartbeat(self) -> None:
         now, timeout = time.time(), self.bus.session_timeout
@@ -489,21 +511,3 @@ class SqliteSubscription:
                 (self.group, topic, partition, next_seq),
             )
         )
-
-    async def lag(self) -> int:
-        owned = sorted(self._owned)
-
-        def count(conn: sqlite3.Connection) -> int:
-            total = 0
-            for topic, partition in owned:
-                row = conn.execute(
-                    "SELECT next_seq FROM offsets WHERE grp = ? AND topic = ? AND partition = ?",
-                    (self.group, topic, partition),
-                ).fetchone()
-                total += conn.execute(
-                    "SELECT COUNT(*) FROM messages WHERE topic = ? AND partition = ? AND seq >= ?",
-                    (topic, partition, row[0] if row else 0),
-                ).fetchone()[0]
-            return total
-
-        return await self.bus.run(count)

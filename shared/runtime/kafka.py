@@ -15,7 +15,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
 
 from shared.runtime.ports import Message, MessageHandler, OutgoingMessage
-from shared.runtime.tasks import cancel, start_supervised
+from shared.runtime.tasks import Supervised, cancel, start_supervised
 
 log = structlog.get_logger("civique.kafka")
 
@@ -39,6 +39,8 @@ class KafkaEventBus:
         self._producer_lock = asyncio.Lock()
         self._topics_lock = asyncio.Lock()
         self._known_topics: set[str] = set()
+        self._offsets_lock = asyncio.Lock()
+        self._offsets: tuple[AIOKafkaAdminClient, AIOKafkaConsumer] | None = None  # clients for `lag`
 
     def name(self, topic: str) -> str:
         """The broker-side name of a topic (namespaced, so test runs never see each other)."""
@@ -93,25 +95,59 @@ class KafkaEventBus:
     def subscribe(self, group: str, topics: Sequence[str], handler: MessageHandler) -> "KafkaSubscription":
         return KafkaSubscription(self, group, list(topics), handler)
 
+    async def _offsets_clients(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
+        """An admin client and a group-less consumer, kept for `lag` and `ping` (a client per call would
+        cost a connection each time the gauges are read)."""
+        async with self._offsets_lock:
+            if self._offsets is None:
+                admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, client_id=self.client_id)
+                consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, client_id=self.client_id)
+                try:
+                    await admin.start()
+                    await consumer.start()
+                except BaseException:  # the broker is down, or the caller gave up: leave nothing behind
+                    await consumer.stop()
+                    await admin.close()
+                    raise
+                self._offsets = admin, consumer
+            return self._offsets
+
+    async def lag(self, group: str, topics: Sequence[str]) -> dict[tuple[str, int], int]:
+        """The group's committed lag per partition, read from the broker like KEDA's Kafka scaler does."""
+        await self.ensure_topics(topics)
+        admin, consumer = await self._offsets_clients()
+        tps = [TopicPartition(self.name(t), p) for t in topics for p in range(self.partitions)]
+        committed = await admin.list_consumer_group_offsets(self.name(group), partitions=tps)
+        ends = await consumer.end_offsets(tps)
+        starts = await consumer.beginning_offsets(tps)
+        prefix = len(self.namespace)
+        lags = {}
+        for tp in tps:
+            done = committed.get(tp)
+            offset = done.offset if done is not None and done.offset >= 0 else starts[tp]
+            lags[(tp.topic[prefix:], tp.partition)] = max(0, ends[tp] - max(offset, starts[tp]))
+        return lags
+
     async def ping(self) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, client_id=self.client_id)
-        await admin.start()
-        try:
-            await admin.list_topics()
-        finally:
-            await admin.close()
+        admin, _ = await self._offsets_clients()
+        await admin.list_topics()
 
     async def close(self) -> None:
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
+        if self._offsets is not None:
+            admin, consumer = self._offsets
+            self._offsets = None
+            await consumer.stop()
+            await admin.close()
 
 
 class KafkaSubscription:
     def __init__(self, bus: KafkaEventBus, group: str, topics: list[str], handler: MessageHandler) -> None:
         self.bus, self.group, self.topics, self.handler = bus, group, topics, handler
         self._consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._task: Supervised | None = None
 
     async def start(self) -> None:
         await self.bus.ensure_topics(self.topics)
@@ -130,7 +166,7 @@ class KafkaSubscription:
             partition_assignment_strategy=(RangePartitionAssignor,),
         )
         await self._consumer.start()
-        self._task = start_supervised(self._loop(), name=f"kafka:{self.group}")
+        self._task = start_supervised(self._loop, name=f"consumer:{self.group}")
 
     async def stop(self) -> None:
         await cancel(self._task)
@@ -145,20 +181,22 @@ class KafkaSubscription:
         prefix = len(self.bus.namespace)
         return {(tp.topic[prefix:], tp.partition) for tp in self._consumer.assignment()}
 
-    async def lag(self) -> int:
-        consumer = self._consumer
-        if consumer is None:
-            return 0
-        total = 0
+    def status(self) -> str:
+        return self._task.status() if self._task is not None else "failed: not started"
+
+    async def _rewind(self, consumer: AIOKafkaConsumer) -> None:
+        """Back to the group's committed offsets: a run that crashed left positions past unhandled records."""
         for tp in consumer.assignment():
-            highwater = consumer.highwater(tp)
-            if highwater is not None:
-                total += max(0, highwater - await consumer.position(tp))
-        return total
+            committed = await consumer.committed(tp)
+            if committed is None:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, committed)
 
     async def _loop(self) -> None:
         assert self._consumer is not None
         consumer, prefix = self._consumer, len(self.bus.namespace)
+        await self._rewind(consumer)
         while True:
             batches = await consumer.getmany(timeout_ms=500, max_records=500)
             for tp, records in batches.items():

@@ -6,9 +6,9 @@ the SQLite and MongoDB adapters, so they answer what the real ones answer.
 
 import copy
 import json
-from functools import partial
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from shared.events import Envelope

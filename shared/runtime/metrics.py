@@ -11,11 +11,20 @@ EVENTS_PUBLISHED = Counter("civique_events_published", "Events published by a re
 EVENTS_CONSUMED = Counter(
     "civique_events_consumed",
     "Events delivered to a consumer group, by outcome",
-    ["group", "topic", "outcome"],  # handled | duplicate | ignored | retried | dead_lettered
+    ["group", "topic", "outcome"],  # handled | duplicate | ignored | retried | dead_lettered | outage_retried
 )
 DEAD_LETTERS = Counter("civique_dead_letters", "Events sent to a dead-letter topic", ["group", "topic"])
 HANDLER_SECONDS = Histogram("civique_handler_seconds", "Time spent handling one event", ["group", "topic"])
-CONSUMER_LAG = Gauge("civique_consumer_lag", "Messages not yet committed by a consumer group member", ["group"])
+CONSUMER_LAG = Gauge(
+    "civique_consumer_lag",
+    "Records of a partition the consumer group has not committed yet: the high-water mark minus the group's "
+    "committed offset (what KEDA's Kafka scaler reads). Every member reports every partition of its group: "
+    "aggregate with max by (group, topic, partition)",
+    ["group", "topic", "partition"],
+)
+TASK_RESTARTS = Counter(
+    "civique_task_restarts", "Background tasks (consumers, relays, jobs) restarted after a crash", ["task"]
+)
 OUTBOX_BACKLOG = Gauge("civique_outbox_backlog", "Appended events not yet published", ["service"])
 HTTP_SECONDS = Histogram(
     "civique_http_request_seconds",

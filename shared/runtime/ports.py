@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from shared.events import Envelope
@@ -123,12 +123,12 @@ class Subscription(Protocol):
 
     async def stop(self) -> None: ...
 
-    async def lag(self) -> int:
-        """Messages of the member's partitions not yet committed."""
-        ...
-
     def assignment(self) -> set[tuple[str, int]]:
         """The (topic, partition) pairs this member currently owns."""
+        ...
+
+    def status(self) -> str:
+        """Either "ok" while the member's delivery task runs, or why not (crashed and restarting, stopped)."""
         ...
 
 
@@ -139,7 +139,14 @@ class EventBus(Protocol):
 
     def subscribe(self, group: str, topics: Sequence[str], handler: MessageHandler) -> Subscription:
         """A member of `group`; the handler is awaited message by message within a partition and
-        offsets are committed after it returns (a raising handler stops the member uncommitted)."""
+        offsets are committed after it returns (after a raising handler, the member's delivery task is
+        restarted with backoff and delivers again from the group's committed offsets)."""
+        ...
+
+    async def lag(self, group: str, topics: Sequence[str]) -> dict[tuple[str, int], int]:
+        """Per (topic, partition) of `topics`: records `group` has not committed yet (high-water mark minus
+        the group's committed offset; everything the partition holds when the group never committed).
+        Answers whether or not a member of the group is running."""
         ...
 
     async def ping(self) -> None: ...
@@ -200,7 +207,7 @@ OPERATORS = ("$eq", "$ne", "$in", "$nin", "$gt", "$gte", "$lt", "$lte", "$exists
 class Condition:
     field: str
     operator: str
-    value: Any = field(default=None)
+    value: Any = None
 
 
 def parse_filter(where: Filter | None) -> list[Condition]:

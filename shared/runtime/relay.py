@@ -11,7 +11,7 @@ import structlog
 
 from shared.runtime.metrics import EVENTS_PUBLISHED
 from shared.runtime.ports import EventBus, EventStore, OutgoingMessage
-from shared.runtime.tasks import cancel, start_supervised
+from shared.runtime.tasks import Supervised, cancel, start_supervised
 
 log = structlog.get_logger("civique.relay")
 
@@ -20,7 +20,7 @@ class Relay:
     def __init__(self, service: str, store: EventStore, bus: EventBus, *, interval: float = 0.05, batch: int = 500):
         self.service, self.store, self.bus = service, store, bus
         self.interval, self.batch = interval, batch
-        self._task: asyncio.Task[None] | None = None
+        self._task: Supervised | None = None
 
     async def publish_pending(self) -> int:
         """Publish one batch of unpublished events; returns how many were published."""
@@ -51,8 +51,23 @@ class Relay:
                 await self.store.appended.wait(self.interval)
 
     def start(self) -> None:
-        self._task = start_supervised(self.run(), name=f"relay:{self.service}")
+        """Publish in the background, restarted with backoff should the loop ever crash."""
+        self._task = start_supervised(self.run, name=f"relay:{self.service}")
 
-    async def stop(self) -> None:
+    def status(self) -> str:
+        """Either "ok" while the relay runs, or why not (crashed and restarting, stopped)."""
+        return self._task.status() if self._task is not None else "failed: not started"
+
+    async def stop(self, *, drain_s: float = 0.0) -> int:
+        """Stop the loop, then publish what is still pending for up to `drain_s` seconds; returns how many."""
         await cancel(self._task)
         self._task = None
+        drained = 0
+        if drain_s > 0:
+            try:
+                async with asyncio.timeout(drain_s):
+                    while published := await self.publish_pending():
+                        drained += published
+            except Exception as exc:  # the store or the bus is down: what is left goes after the restart
+                log.warning("relay_drain_incomplete", service=self.service, error=type(exc).__name__)
+        return drained

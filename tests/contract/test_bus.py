@@ -1,10 +1,11 @@
 """EventBus contract, on the SQLite log and on Kafka."""
 
 import asyncio
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
 
 import pytest
+from prometheus_client import REGISTRY
 
 from shared.runtime.backend import open_bus
 from shared.runtime.ports import Message, OutgoingMessage
@@ -172,3 +173,66 @@ async def _at_least(inbox: Inbox, n: int) -> bool:
 
 async def _at_least_all(a: Inbox, b: Inbox, n: int) -> bool:
     return len(a.messages) + len(b.messages) >= n
+
+
+async def test_a_member_whose_handler_crashed_restarts_from_the_committed_offset(bus):
+    crashed: list[str] = []
+    inbox = Inbox()
+
+    async def crashes_once(message: Message) -> None:
+        if message.value == b"k0:2" and not crashed:
+            crashed.append(message.value.decode())
+            raise RuntimeError("bug")
+        await inbox(message)
+
+    restarts = ("civique_task_restarts_total", {"task": "consumer:g-crash"})
+    before = REGISTRY.get_sample_value(*restarts) or 0.0
+    member = bus.subscribe("g-crash", ["test.things"], crashes_once)
+    await member.start()
+    try:
+        await bus.publish(messages(keys=2, per_key=5))
+        await eventually(lambda: _true("k0:4" in inbox.values() and "k1:4" in inbox.values()), what="everything")
+        assert member.status() == "ok"
+    finally:
+        await member.stop()
+    assert crashed == ["k0:2"]
+    assert REGISTRY.get_sample_value(*restarts) == before + 1
+    assert set(inbox.values()) == {m.value.decode() for m in messages(keys=2, per_key=5)}
+    first_seen = list(dict.fromkeys(v for v in inbox.values() if v.startswith("k0")))
+    assert first_seen == [f"k0:{i}" for i in range(5)]  # from the committed offset on: nothing skipped
+
+
+async def test_the_lag_is_what_the_group_has_not_committed_per_partition(bus, settings):
+    """What KEDA reads: the high-water mark minus the group's committed offset, fetched or not."""
+    every_partition = {("test.things", p) for p in range(settings.partitions)}
+    await bus.publish(messages(keys=8, per_key=3))
+    never_consumed = await bus.lag("g-lag", ["test.things"])
+    assert set(never_consumed) == every_partition and sum(never_consumed.values()) == 24
+
+    flowing, entered, inbox = asyncio.Event(), Inbox(), Inbox()
+    flowing.set()
+
+    async def handler(message: Message) -> None:
+        await entered(message)
+        await flowing.wait()
+        await inbox(message)
+
+    async def lag_is(total: int) -> bool:
+        return sum((await bus.lag("g-lag", ["test.things"])).values()) == total
+
+    member = bus.subscribe("g-lag", ["test.things"], handler)
+    await member.start()
+    try:
+        await eventually(lambda: lag_is(0), what="the first batch committed")
+        flowing.clear()  # from now on the member fetches but does not get through a message
+        backlog = messages(keys=8, per_key=2, start=3)
+        await bus.publish(backlog)
+        await eventually(lambda: _at_least(entered, 25), what="a message of the backlog being handled")
+        lag = await bus.lag("g-lag", ["test.things"])
+        flowing.set()
+        await eventually(lambda: _at_least(inbox, 40), what="the backlog handled")
+        await eventually(lambda: lag_is(0), what="the backlog committed")
+    finally:
+        await member.stop()
+    expected = Counter(m.partition for m in inbox.messages if int(m.value.decode().split(":")[1]) >= 3)
+    assert lag == {tp: expected[tp[1]] for tp in every_partition}

@@ -1,8 +1,11 @@
 """Relay and consumer runner contracts, on both backends."""
 
+import uuid
 from collections import defaultdict
 
 import pytest
+import structlog
+from prometheus_client import REGISTRY
 
 from shared.events import Envelope, MissionFilled, MissionReopened
 from shared.runtime.backend import open_bus, open_storage
@@ -248,3 +251,69 @@ async def test_events_a_group_does_not_handle_are_skipped(platform):
     finally:
         await member.stop()
     assert projection.handled == [2]
+
+
+def consumed(group: str, outcome: str) -> float:
+    labels = {"group": group, "topic": "missions.mission", "outcome": outcome}
+    return REGISTRY.get_sample_value("civique_events_consumed_total", labels) or 0.0
+
+
+async def test_an_unknown_event_type_is_dead_lettered_and_every_dead_letter_is_counted(platform):
+    _, bus = platform
+    dead: list[Message] = []
+
+    async def record_dead(message: Message) -> None:
+        dead.append(message)
+
+    watcher = bus.subscribe("dlq-watch", [dead_letter_topic("missions.mission")], record_dead)
+    await watcher.start()
+    group = f"unknown-{uuid.uuid4().hex[:8]}"
+    projection = Projection()
+    member = runner(platform, projection, group=group)
+    await member.start()
+    try:
+        teleported = reopened("m1", 1).model_copy(update={"type": "MissionTeleported"})  # well-formed, unknown
+        not_subscribed = MissionFilled(mission_id="m1", organization_id="o").envelope(2)
+        await publish(bus, [teleported, not_subscribed])
+        await bus.publish([OutgoingMessage("missions.mission", "m1", b"not json")])
+        await publish(bus, [reopened("m1", 4)])
+        await eventually(lambda: projection.handled_at_least(1), what="the good event")
+
+        async def two_dead() -> bool:
+            return len(dead) >= 2
+
+        await eventually(two_dead, what="two dead letters")
+
+        async def all_counted() -> bool:
+            return [consumed(group, o) for o in ("handled", "ignored", "dead_lettered")] == [1, 1, 2]
+
+        await eventually(all_counted, what="each outcome counted")
+    finally:
+        await member.stop()
+        await watcher.stop()
+    assert projection.handled == [4]
+    assert sorted(dict(m.headers)["x-error-type"] for m in dead) == [b"UnknownEventType", b"ValidationError"]
+
+
+async def test_a_starting_consumer_logs_the_backlog_it_finds_and_when_it_is_drained(platform):
+    _, bus = platform
+    group = f"backlog-{uuid.uuid4().hex[:8]}"
+    await publish(bus, [reopened("m1", v) for v in range(1, 5)] + [reopened("m2", 1)])
+    projection = Projection()
+    member = runner(platform, projection, group=group)
+    with structlog.testing.capture_logs() as logs:
+        await member.start()
+        try:
+            await eventually(lambda: projection.handled_at_least(5), what="the backlog handled")
+
+            async def drained() -> bool:
+                await member.report_lag()
+                return any(line["event"] == "backlog_drained" for line in logs)
+
+            await eventually(drained, what="the backlog reported drained")
+        finally:
+            await member.stop()
+    found = next(line for line in logs if line["event"] == "backlog_found")
+    assert (found["group"], found["backlog"]) == (group, 5)
+    done = next(line for line in logs if line["event"] == "backlog_drained")
+    assert (done["group"], done["drained"]) == (group, 5)

@@ -2,12 +2,14 @@
 command's event travelling store → relay → bus → consumer → read model."""
 
 import json
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 import httpx
 import pytest
 import structlog
 from fastapi import APIRouter, Depends
+from prometheus_client import REGISTRY
 from pydantic import BaseModel, ConfigDict
 
 from shared.events import Actor, Envelope, MissionReopened
@@ -69,7 +71,14 @@ async def test_health_and_readiness_check_store_and_bus(client):
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     ready = await client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"bus": "ok", "demo.store": "ok", "demo.documents": "ok"}
+    assert ready.json()["checks"] == {
+        "bus": "ok",
+        "demo.store": "ok",
+        "demo.documents": "ok",
+        "relay:demo": "ok",
+        "consumer:demo.missions": "ok",
+        "task:runtime:gauges": "ok",
+    }
 
 
 async def test_readiness_fails_and_names_what_is_down(client):
@@ -111,7 +120,8 @@ async def test_client_mistakes_get_a_problem_with_a_code_and_a_french_detail(cli
     not_json = await client.post(
         "/demo/missions/m-1/reopen", content=b"{", headers={"content-type": "application/json"}
     )
-    assert not_json.status_code == 422
+    assert (not_json.status_code, not_json.json()["code"]) == (400, "malformed_json")
+    assert list(not_json.json()["fields"]) == ["body"]  # not a character offset
     missing = await client.get("/nowhere")
     assert (missing.status_code, missing.json()["code"]) == (404, "not_found")
     assert await client.app.state.runtime.context("demo").store.read("m-1") == []
@@ -135,3 +145,53 @@ async def test_the_correlation_id_is_echoed_and_travels_into_the_logs(client, ca
     assert handled["group"] == "demo.missions"
     assert handled["event_type"] == "MissionReopened"
     assert handled["causation_id"] is None
+
+
+@asynccontextmanager
+async def demo_app(settings, *, logs: list[dict] | None = None):
+    """The demo service running; with `logs`, what it logs (from start to stop) is appended there."""
+    app = create_app(settings, [Service("demo", public_routers=[router], subscribers=subscribers)])
+    with structlog.testing.capture_logs() as captured:  # after create_app: it configures the logs
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://civique.test") as client:
+                client.app = app
+                yield client
+    if logs is not None:
+        logs.extend(captured)
+
+
+def lag_gauge(settings) -> float:
+    return sum(
+        REGISTRY.get_sample_value(
+            "civique_consumer_lag", {"group": "demo.missions", "topic": "missions.mission", "partition": str(p)}
+        )
+        or 0.0
+        for p in range(settings.partitions)
+    )
+
+
+async def test_the_lag_gauge_reads_the_committed_lag_on_a_schedule_even_when_the_group_does_not_consume(settings):
+    async with demo_app(settings.model_copy(update={"lag_interval_s": 0.05})) as client:
+
+        async def gauge_is(n: int) -> bool:
+            return lag_gauge(settings) == n
+
+        await eventually(lambda: gauge_is(0), what="the gauge at zero")
+        runtime = client.app.state.runtime
+        await runtime.running["demo"].runners[0].stop()  # the group's only member is gone
+        for mission in ("m-1", "m-2", "m-3"):
+            assert (await client.post(f"/demo/missions/{mission}/reopen", json={"free_places": 1})).status_code == 202
+        await eventually(lambda: gauge_is(3), what="the gauge following the backlog of a group that is not consuming")
+
+
+async def test_stopping_logs_what_it_drained(settings):
+    logs: list[dict] = []
+    async with demo_app(settings, logs=logs) as client:
+        assert (await client.post("/demo/missions/m-1/reopen", json={"free_places": 1})).status_code == 202
+    events = [line["event"] for line in logs]
+    assert events.index("started") < events.index("stopping") < events.index("stopped")
+    stopped = next(line for line in logs if line["event"] == "stopped")
+    assert stopped["outbox_left"] == {"demo": 0}
+    assert stopped["published_on_stop"]["demo"] in (0, 1)  # the relay may have published it before the stop
+    assert set(stopped["consumer_lag_left"]) == {"demo.missions"}
