@@ -18,6 +18,7 @@ test: install lint
 lint:
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
+	$(UV) run mypy
 	$(UV) run lint-imports
 	$(UV) run python -m shared.events check
 

@@ -36,7 +36,7 @@ from shared.runtime.consumers import ConsumerRunner, Subscriber
 from shared.runtime.errors import install_error_handlers, problem_response
 from shared.runtime.logging import configure_logging
 from shared.runtime.metrics import HTTP_SECONDS, OUTBOX_BACKLOG
-from shared.runtime.ports import EventBus
+from shared.runtime.ports import DocumentStore, EventBus, EventStore
 from shared.runtime.problems import Problem
 from shared.runtime.relay import Relay
 from shared.runtime.settings import Settings
@@ -68,16 +68,18 @@ class ServiceContext:
         return found
 
     @property
-    def store(self):
+    def store(self) -> EventStore:
         return self.storage.store
 
     @property
-    def documents(self):
+    def documents(self) -> DocumentStore:
         return self.storage.documents
 
     @property
-    def keys(self):
+    def keys(self) -> DocumentStore:
         """The platform's key store, shared by the services that seal or open personal data (ADR 0007)."""
+        if self.runtime.keys is None:
+            raise RuntimeError("the runtime is not open: no key store yet")
         return self.runtime.keys.documents
 
 
@@ -219,7 +221,8 @@ class Runtime:
         """The one object of `kind` of this runtime (made on first use): a process-wide cache or client pool."""
         if kind not in self._held:
             self._held[kind] = make()
-        return self._held[kind]
+        held: Held = self._held[kind]
+        return held
 
     async def check_ready(self) -> dict[str, str]:
         """Ping every store and the bus, each within `readiness_check_timeout_s` ("timeout" otherwise), and
@@ -305,7 +308,8 @@ def provided(service: str, kind: type[Held]) -> Callable[[Request], Held]:
     """A FastAPI dependency giving a route the component of `kind` its service built at start."""
 
     def dependency(request: Request) -> Held:
-        return request.app.state.runtime.context(service).component(kind)
+        runtime: Runtime = request.app.state.runtime
+        return runtime.context(service).component(kind)
 
     return dependency
 
@@ -314,7 +318,8 @@ def service_context(service: str) -> Callable[[Request], ServiceContext]:
     """A FastAPI dependency giving a route the running context of its service."""
 
     def dependency(request: Request) -> ServiceContext:
-        return request.app.state.runtime.context(service)
+        runtime: Runtime = request.app.state.runtime
+        return runtime.context(service)
 
     return dependency
 

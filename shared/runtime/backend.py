@@ -1,6 +1,7 @@
 """Choosing the adapters: embedded SQLite files, or Kafka + a MongoDB-protocol server."""
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from pymongo import AsyncMongoClient
 
@@ -17,7 +18,7 @@ class Storage:
 
     store: EventStore
     documents: DocumentStore
-    _client: AsyncMongoClient | None = field(default=None, repr=False)
+    _client: AsyncMongoClient[dict[str, Any]] | None = field(default=None, repr=False)
 
     async def close(self) -> None:
         await self.store.close()
@@ -49,7 +50,8 @@ def open_storage(settings: Settings, service: str) -> Storage:
         db = SqliteDatabase(settings.data_dir / f"{settings.namespace}{service}.sqlite3")
         return Storage(SqliteEventStore(db, service), SqliteDocumentStore(db))
     # 5 s to find the server unless the URL says otherwise (`?serverSelectionTimeoutMS=`)
-    timeout = {} if "serverselectiontimeoutms" in settings.mongodb_url.lower() else {"serverSelectionTimeoutMS": 5000}
-    client: AsyncMongoClient = AsyncMongoClient(settings.mongodb_url, tz_aware=True, **timeout)
-    db = client[database_name(settings, service)]
-    return Storage(MongoEventStore(db, service), MongoDocumentStore(db), client)
+    given = "serverselectiontimeoutms" in settings.mongodb_url.lower()
+    timeout: dict[str, Any] = {} if given else {"serverSelectionTimeoutMS": 5000}
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_url, tz_aware=True, **timeout)
+    database = client[database_name(settings, service)]
+    return Storage(MongoEventStore(database, service), MongoDocumentStore(database), client)

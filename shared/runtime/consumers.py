@@ -226,7 +226,7 @@ class ConsumerRunner:
             await self.inbox.insert(INBOX, inbox_id, record)
 
     def _outage_pause(self, outages: int) -> float:
-        return min(self.max_backoff, max(self.backoff, 0.01) * 2 ** min(outages - 1, 20))
+        return float(min(self.max_backoff, max(self.backoff, 0.01) * 2 ** min(outages - 1, 20)))
 
     async def _waited_out(self, message: Message, step: str, error: BaseException, outages: int) -> None:
         EVENTS_CONSUMED.labels(self.group, message.topic, "outage_retried").inc()

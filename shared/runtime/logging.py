@@ -70,13 +70,13 @@ class RepeatFilter(logging.Filter):
         return True
 
 
-class StdoutHandler(logging.StreamHandler):
+class StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]  # generic for typeshed only, not at run time
     """Writes to whatever `sys.stdout` is at the time of each line (test captures replace it)."""
 
     def __init__(self) -> None:
         super().__init__(sys.stdout)
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> Any:
         return sys.stdout
 

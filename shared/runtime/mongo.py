@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError as MongoDuplicateKeyError
 
@@ -37,12 +38,13 @@ from shared.runtime.ports import (
     parse_filter,
 )
 
+Document = dict[str, Any]
 COMMITS, OUTBOX = "event_commits", "event_outbox"
 ORPHAN_AFTER = timedelta(seconds=30)
 
 
 class MongoEventStore:
-    def __init__(self, db: AsyncDatabase, service: str) -> None:
+    def __init__(self, db: AsyncDatabase[Document], service: str) -> None:
         self.service = service
         self._commits, self._outbox = db[COMMITS], db[OUTBOX]
         self._db = db
@@ -138,10 +140,10 @@ class MongoEventStore:
 
 
 class MongoDocumentStore:
-    def __init__(self, db: AsyncDatabase) -> None:
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
         self._db = db
 
-    def _coll(self, collection: str):
+    def _coll(self, collection: str) -> AsyncCollection[Document]:
         return self._db[check_collection(collection)]
 
     async def get(self, collection: str, doc_id: str) -> dict[str, Any] | None:
@@ -190,4 +192,5 @@ class MongoDocumentStore:
 
 def _plain(doc: Mapping[str, Any]) -> dict[str, Any]:
     """Documents are JSON data: the same values come back from both stores."""
-    return json.loads(json.dumps(doc))
+    plain: dict[str, Any] = json.loads(json.dumps(doc))
+    return plain

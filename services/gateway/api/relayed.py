@@ -104,7 +104,7 @@ def endpoint_of(operation: Operation) -> Callable[..., Awaitable[Response]]:
         parameters.append(
             inspect.Parameter("query", inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[operation.query, Query()])
         )
-    endpoint.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    endpoint.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]  # FastAPI reads it
     endpoint.__name__ = operation.name
     return endpoint
 
