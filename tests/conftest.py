@@ -194,3 +194,17 @@ async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
         opened = open_storage(make_settings(request.param, tmp_path, servers), "contract")
     yield opened
     await opened.close()
+
+
+def in_memory_context(name: str, **settings: Any) -> Any:
+    """A service's context on the in-memory stores, for unit tests of its handlers: no file, no server,
+    no bus; the runtime stand-in holds only the platform's key store."""
+    from types import SimpleNamespace
+
+    from shared.runtime.app import ServiceContext
+    from shared.runtime.backend import Storage
+    from shared.runtime.memory import InMemoryDocumentStore, InMemoryEventStore
+
+    keys = Storage(InMemoryEventStore(), InMemoryDocumentStore())
+    storage = Storage(InMemoryEventStore(), InMemoryDocumentStore())
+    return ServiceContext(name, Settings(**settings), storage, bus=None, runtime=SimpleNamespace(keys=keys))  # type: ignore[arg-type]

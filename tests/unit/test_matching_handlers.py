@@ -2,7 +2,6 @@
 
 from datetime import date
 from functools import partial
-from types import SimpleNamespace
 
 import pytest
 
@@ -22,11 +21,8 @@ from shared.events import (
 )
 from shared.events.vocabulary import MissionContent, Place, SafetyConditions, Sealed
 from shared.geo import postal_area
-from shared.runtime.app import ServiceContext
-from shared.runtime.backend import Storage
-from shared.runtime.memory import InMemoryDocumentStore, InMemoryEventStore
-from shared.runtime.settings import Settings
 from shared.runtime.streams import load_stream
+from tests.conftest import in_memory_context
 
 MANAGER, OTHER_MANAGER = Actor(id="manager-1", role="manager"), Actor(id="manager-2", role="manager")
 REFERENT = Actor(id="ref-56", role="referent")
@@ -72,8 +68,7 @@ def registered(volunteer_id: str) -> VolunteerRegistered:
 @pytest.fixture
 async def handlers() -> MatchingHandlers:
     """Handlers over in-memory stores and their own index, fed what the other services would publish."""
-    storage = Storage(InMemoryEventStore(), InMemoryDocumentStore())
-    ctx = ServiceContext("matching", Settings(), storage, bus=None, runtime=SimpleNamespace())
+    ctx = in_memory_context("matching")
     documents = ctx.documents
     on = {
         MissionPublished: partial(projections.on_mission_event, documents),

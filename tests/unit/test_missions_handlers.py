@@ -18,10 +18,7 @@ from shared.events import (
     ReferentAppointed,
     catalog,
 )
-from shared.runtime.app import ServiceContext
-from shared.runtime.backend import Storage
-from shared.runtime.memory import InMemoryDocumentStore, InMemoryEventStore
-from shared.runtime.settings import Settings
+from tests.conftest import in_memory_context
 
 MANAGER = Actor(id="manager-a", role="manager")
 OTHER_MANAGER = Actor(id="manager-b", role="manager")
@@ -43,8 +40,7 @@ MISSION = MissionInput(
 
 @pytest.fixture
 async def handlers() -> MissionsHandlers:
-    storage = Storage(InMemoryEventStore(), InMemoryDocumentStore())
-    ctx = ServiceContext("missions", Settings(), storage, bus=None, runtime=None)  # type: ignore[arg-type]  # handlers use neither
+    ctx = in_memory_context("missions")
     await projections.setup(ctx.documents)
     return ctx.provide(MissionsHandlers(ctx))
 

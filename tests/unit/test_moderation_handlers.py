@@ -15,10 +15,7 @@ from shared.events import (
     catalog,
 )
 from shared.events.vocabulary import MissionContent, Place, SafetyConditions
-from shared.runtime.app import ServiceContext
-from shared.runtime.backend import Storage
-from shared.runtime.memory import InMemoryDocumentStore, InMemoryEventStore
-from shared.runtime.settings import Settings
+from tests.conftest import in_memory_context
 
 ADMIN = Actor(id="admin-1", role="admin")
 REFERENT_56 = Actor(id="ref-56", role="referent")
@@ -38,8 +35,7 @@ CONTENT = MissionContent(
 
 @pytest.fixture
 async def handlers() -> ModerationHandlers:
-    storage = Storage(InMemoryEventStore(), InMemoryDocumentStore())
-    ctx = ServiceContext("moderation", Settings(), storage, bus=None, runtime=None)  # type: ignore[arg-type]  # handlers use neither
+    ctx = in_memory_context("moderation")
     await projections.setup(ctx.documents)
     handlers = ctx.provide(ModerationHandlers(ctx))
     await handlers.appoint(REFERENT_56.id, ["56"], ADMIN)

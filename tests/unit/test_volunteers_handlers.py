@@ -2,7 +2,6 @@
 
 import asyncio
 from datetime import date
-from types import SimpleNamespace
 
 import pytest
 
@@ -19,25 +18,15 @@ from shared.errors import Conflict, Forbidden
 from shared.events import Actor, MissionPublished, OrganizationRegistered, catalog
 from shared.events.vocabulary import MissionContent, Place, SafetyConditions
 from shared.events.volunteers import roster_stream
-from shared.runtime.app import ServiceContext
-from shared.runtime.backend import Storage
-from shared.runtime.memory import InMemoryDocumentStore, InMemoryEventStore
-from shared.runtime.settings import Settings
+from tests.conftest import in_memory_context
 
 MANAGER, OTHER_MANAGER = Actor(id="manager-1", role="manager"), Actor(id="manager-2", role="manager")
 REFERENT, ADMIN = Actor(id="ref-56", role="referent"), Actor(id="admin", role="admin")
 
 
-def in_memory(name: str) -> ServiceContext:
-    """A service's context on in-memory stores; the runtime stand-in holds only the key store."""
-    keys = Storage(InMemoryEventStore(), InMemoryDocumentStore())
-    storage = Storage(InMemoryEventStore(), InMemoryDocumentStore())
-    return ServiceContext(name, Settings(), storage, bus=None, runtime=SimpleNamespace(keys=keys))
-
-
 class World:
     def __init__(self) -> None:
-        self.ctx = in_memory("volunteers")
+        self.ctx = in_memory_context("volunteers")
         self.handlers = VolunteersHandlers(self.ctx)
         self.documents = self.ctx.documents
 
