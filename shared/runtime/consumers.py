@@ -35,7 +35,15 @@ from pymongo.errors import ConnectionFailure
 
 from shared.events import Envelope, Event, UnknownEventType, catalog
 from shared.runtime.metrics import CONSUMER_LAG, DEAD_LETTERS, EVENTS_CONSUMED, HANDLER_SECONDS
-from shared.runtime.ports import DocumentStore, DuplicateKeyError, EventBus, Message, OutgoingMessage, Subscription
+from shared.runtime.ports import (
+    DocumentStore,
+    DuplicateKeyError,
+    EventBus,
+    Message,
+    OutgoingMessage,
+    Subscription,
+    Unavailable,
+)
 
 log = structlog.get_logger("civique.consumer")
 
@@ -53,7 +61,8 @@ def dead_letter_topic(topic: str) -> str:
 def is_transient(error: BaseException) -> bool:
     """Whether `error` (or what caused it) is an infrastructure outage that retrying later will get past.
 
-    Transient: the MongoDB-protocol server unreachable (pymongo's ConnectionFailure: AutoReconnect,
+    Transient: another service unreachable (`Unavailable`), the MongoDB-protocol server unreachable
+    (pymongo's ConnectionFailure: AutoReconnect,
     NetworkTimeout, ServerSelectionTimeoutError, WaitQueueTimeoutError), SQLite busy, locked, out of disk
     or unable to open its file, a Kafka broker unreachable or a retriable Kafka error. Not transient:
     everything else, including a store that refuses a document (validation, duplicate key) or was closed.
@@ -62,7 +71,7 @@ def is_transient(error: BaseException) -> bool:
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, ConnectionFailure | KafkaConnectionError | KafkaTimeoutError):
+        if isinstance(current, Unavailable | ConnectionFailure | KafkaConnectionError | KafkaTimeoutError):
             return True
         if isinstance(current, KafkaError) and getattr(current, "retriable", False):
             return True

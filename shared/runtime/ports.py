@@ -28,6 +28,11 @@ class DuplicateKeyError(Exception):
     """A document with this id, or with these values of a unique index, exists already."""
 
 
+class Unavailable(Exception):
+    """Something a handler needs is unreachable for now (another service): the message is fine, retry it
+    for as long as the outage lasts rather than spending its attempts (see `consumers.is_transient`)."""
+
+
 class UnsupportedFilter(ValueError):
     """A filter outside the subset both document stores answer identically."""
 

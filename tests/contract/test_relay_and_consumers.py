@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY
 from shared.events import Envelope, MissionFilled, MissionReopened
 from shared.runtime.backend import open_bus, open_storage
 from shared.runtime.consumers import INBOX, ConsumerRunner, Subscriber, dead_letter_topic
-from shared.runtime.ports import Message, OutgoingMessage
+from shared.runtime.ports import Message, OutgoingMessage, Unavailable
 from shared.runtime.relay import Relay
 from tests.conftest import eventually
 
@@ -118,15 +118,15 @@ async def test_a_relay_killed_mid_way_loses_nothing_on_restart(platform):
 class Projection:
     """A handler that fails on demand and counts what it handled."""
 
-    def __init__(self, fail_times: dict[int, int] | None = None) -> None:
+    def __init__(self, fail_times: dict[int, int] | None = None, error: type[Exception] = RuntimeError) -> None:
         self.handled: list[int] = []
         self.attempts: dict[int, int] = defaultdict(int)
-        self.fail_times = fail_times or {}
+        self.fail_times, self.error = fail_times or {}, error
 
     async def __call__(self, event: MissionReopened, envelope: Envelope) -> None:
         self.attempts[event.free_places] += 1
         if self.attempts[event.free_places] <= self.fail_times.get(event.free_places, 0):
-            raise RuntimeError(f"failure {self.attempts[event.free_places]}")
+            raise self.error(f"failure {self.attempts[event.free_places]}")
         self.handled.append(event.free_places)
 
     async def handled_at_least(self, n: int) -> bool:
@@ -175,6 +175,19 @@ async def test_a_transient_failure_is_retried_then_handled(platform):
         await member.stop()
     assert projection.handled == [1, 2, 3]
     assert projection.attempts[2] == 3
+
+
+async def test_a_dependency_unavailable_longer_than_the_attempts_is_waited_out_not_dead_lettered(platform):
+    projection = Projection(fail_times={2: 6}, error=Unavailable)
+    member = runner(platform, projection, max_attempts=3)
+    await member.start()
+    try:
+        await publish(platform[1], [reopened("m1", v) for v in (1, 2, 3)])
+        await eventually(lambda: projection.handled_at_least(3), what="three events")
+    finally:
+        await member.stop()
+    assert projection.handled == [1, 2, 3]
+    assert projection.attempts[2] == 7  # twice the attempts a bug gets, and still handled
 
 
 async def test_after_bounded_retries_the_event_goes_to_the_dlq_and_the_group_goes_on(platform):

@@ -20,7 +20,7 @@ from shared.events import Envelope, MissionReopened
 from shared.runtime.app import Service, ServiceContext, create_app
 from shared.runtime.backend import open_bus, open_storage
 from shared.runtime.consumers import INBOX, ConsumerRunner, Subscriber, dead_letter_topic, is_transient
-from shared.runtime.ports import DuplicateKeyError, OutgoingMessage
+from shared.runtime.ports import DuplicateKeyError, OutgoingMessage, Unavailable
 from shared.runtime.tasks import cancel, start_supervised
 from tests.conftest import env_of, eventually, free_port
 from tests.faults import store_outage
@@ -262,6 +262,7 @@ def test_outages_are_told_from_handler_failures():
     assert is_transient(sqlite3.OperationalError("database is locked"))
     assert is_transient(sqlite3.OperationalError("database or disk is full"))
     assert is_transient(KafkaConnectionError("broker down"))
+    assert is_transient(Unavailable("the volunteers service"))
     try:
         try:
             raise AutoReconnect("reset")

@@ -627,3 +627,30 @@ async def test_an_unsubscribe_link_through_the_public_api_asks_before_acting(gat
     assert confirmed.status_code == 200 and confirmed.headers["content-type"].startswith("text/html")
     preferences = await gateway.get("/notifications/preferences", tokens["access_token"])
     assert preferences.json()["unsubscribed"] == ["news"]
+
+
+async def test_a_sign_up_waits_out_an_unreachable_volunteers_service_instead_of_being_dead_lettered(settings):
+    """The gateway apart from the services, the volunteers service down: the command stays pending."""
+    from services.gateway import service as gateway_service
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    app = create_app(gateway_settings(settings, volunteers_url=down), [gateway_service])
+
+    def waited() -> float:
+        labels = {"group": "gateway.intake", "topic": "gateway.intake", "outcome": "outage_retried"}
+        return REGISTRY.get_sample_value("civique_events_consumed_total", labels) or 0.0
+
+    before = waited()
+    async with app.router.lifespan_context(app), client_of(app, "10.0.0.5") as client:
+        accepted = await client.post("/api/v1/volunteers", json={"password": PASSWORD, "volunteer": VOLUNTEER})
+        assert accepted.status_code == 202
+        attempts = app.state.runtime.settings.consumer_max_attempts
+
+        async def beyond_the_attempts_of_a_bug() -> bool:
+            return waited() - before > attempts
+
+        await eventually(beyond_the_attempts_of_a_bug, what="the intake worker waiting the service out")
+        status = (await client.get(f"/api/v1/requests/{accepted.json()['request_id']}")).json()
+        assert status["status"] == "pending"

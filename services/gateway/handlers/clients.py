@@ -7,11 +7,21 @@ import httpx
 from shared.events import Actor
 from shared.runtime.actors import actor_headers
 from shared.runtime.app import Runtime
+from shared.runtime.ports import Unavailable
 from shared.runtime.problems import Problem
 
-SERVICE_UNAVAILABLE = Problem(
-    503, "service_unavailable", "Le service est momentanément indisponible : réessayez dans un instant."
-)
+
+class ServiceUnavailable(Problem, Unavailable):
+    """A 503 for a person; for the intake worker, an outage to wait out (never a dead letter)."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__(
+            503,
+            "service_unavailable",
+            "Le service est momentanément indisponible : réessayez dans un instant.",
+            headers={"Retry-After": "5"},
+        )
+        self.service = service
 
 
 class Services:
@@ -57,7 +67,7 @@ class Services:
                 return await self.clients[service].request(method, path, headers=headers, **kwargs)
             except httpx.TransportError:
                 if attempt == attempts:
-                    raise SERVICE_UNAVAILABLE() from None
+                    raise ServiceUnavailable(service) from None
         raise AssertionError("unreachable")
 
 

@@ -13,7 +13,7 @@ from prometheus_client import Counter
 
 from services.gateway import domain
 from services.gateway.handlers.accounts import Accounts, now
-from services.gateway.handlers.clients import services_of
+from services.gateway.handlers.clients import ServiceUnavailable, services_of
 from shared.errors import NotFound, Refusal
 from shared.events import (
     Actor,
@@ -152,8 +152,7 @@ class Intake:
         answer = await services_of(self.ctx.runtime).call(
             "volunteers", "POST", "/volunteers", None, json=data["volunteer"]
         )
-        if answer.status_code >= 500:
-            raise RuntimeError(f"volunteers answered {answer.status_code}")  # retried, then dead-lettered
+        check_reachable(answer)
         if answer.status_code >= 300:
             return rejection(request_id, answer)
         volunteer = answer.json()
@@ -176,11 +175,19 @@ class Intake:
             actor,
             json={"message": data.get("message")} if data.get("message") else {},
         )
-        if answer.status_code >= 500:
-            raise RuntimeError(f"volunteers answered {answer.status_code}")
+        check_reachable(answer)
         if answer.status_code >= 300:
             return rejection(event.request_id, answer)
         return RequestCompleted(request_id=event.request_id, resource=answer.json())
+
+
+def check_reachable(answer: httpx.Response) -> None:
+    """An unreachable volunteers service is waited out (the command stays on the bus, never dead-lettered);
+    its own failure (a 500) is retried, then dead-lettered."""
+    if answer.status_code in (502, 503, 504):
+        raise ServiceUnavailable("volunteers")
+    if answer.status_code >= 500:
+        raise RuntimeError(f"volunteers answered {answer.status_code}")
 
 
 def rejection(request_id: str, answer: httpx.Response) -> RequestRejected:
