@@ -30,6 +30,11 @@ async def setup(ctx: ServiceContext) -> None:
     await ctx.documents.ensure_index(AWAITING, ["organization_id"])
 
 
+async def close_connections(ctx: ServiceContext) -> None:
+    """The SMTP connections kept open go with the service."""
+    await ctx.component(DeliveryLog).mailer.close()
+
+
 async def send_continuously(ctx: ServiceContext) -> None:
     """The sender: delivers what is due, at once again when a batch was full."""
     delivery = ctx.component(DeliveryLog)
@@ -60,5 +65,6 @@ service = Service(
     public_routers=[pages],
     subscribers=subscribers,
     on_start=setup,
+    on_stop=close_connections,
     background=[send_continuously, run_schedule_periodically],
 )

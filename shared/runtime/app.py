@@ -96,6 +96,7 @@ class Service:
     public_routers: Sequence[APIRouter] = ()
     subscribers: Callable[[ServiceContext], Sequence[Subscriber]] = lambda ctx: ()
     on_start: Callable[[ServiceContext], Awaitable[None]] | None = None
+    on_stop: Callable[[ServiceContext], Awaitable[None]] | None = None  # once its jobs and consumers stopped
     background: Sequence[Callable[[ServiceContext], Coroutine[Any, Any, None]]] = ()
 
 
@@ -182,6 +183,9 @@ class Runtime:
             for runner in running.runners:
                 await runner.stop()
         lag_left = await self._lag_left([runner for running in self.running.values() for runner in running.runners])
+        for service in self.services:
+            if service.on_stop and service.name in self.running:
+                await service.on_stop(self.running[service.name].context)
         for name, running in self.running.items():
             published[name] = await running.relay.stop(drain_s=self.settings.shutdown_drain_s)
             outbox_left[name] = await self._bounded(running.context.store.backlog())

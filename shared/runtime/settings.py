@@ -73,6 +73,7 @@ class Settings(BaseSettings):
     smtp_username: str | None = None
     smtp_password: str | None = None
     smtp_timeout_s: float = Field(default=30.0, gt=0)
+    smtp_connections: int = Field(default=4, ge=1, le=64)  # kept open and reused; as many e-mails leave at once
     mail_from: str = "Civique <ne-pas-repondre@civique.example>"
     public_url: str = "http://127.0.0.1:8000"  # where the links of e-mails lead
     link_secret: str | None = None  # signs unsubscribe links

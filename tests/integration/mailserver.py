@@ -39,6 +39,7 @@ class MailServer:
     on_data: Callable[[], None] | None = None  # after the content arrived, before the answer
     on_rcpt: Callable[[], None] | None = None  # before the recipient is accepted
     port: int = 0
+    connections: set[tuple[str, int]] = field(default_factory=set)  # the peers e-mails came from
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_RCPT(self, server, session, envelope, address, options) -> str:
@@ -53,6 +54,7 @@ class MailServer:
                 return self.failures.pop(0)
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self._lock:
+            self.connections.add(tuple(session.peer))
             self.received.extend(Received(to, message) for to in envelope.rcpt_tos)  # type: ignore[arg-type]
         if self.on_data:
             self.on_data()

@@ -837,6 +837,15 @@ async def test_temporary_failures_are_retried_and_refusals_dead_lettered(world):
     assert (await world.call("GET", "/notifications/failures", Actor(id=REFERENT, role="referent"))).status_code == 403
 
 
+async def test_emails_leave_through_a_few_connections_kept_open(world):
+    await world.say(received(), ApplicationAccepted(**ids()), ApplicationRefused(**ids("app-2"), reason="other"))
+    await world.mail(VOLUNTEER_EMAIL, "retenue")
+    await world.settled()
+    assert len(world.smtp.received) >= 5
+    assert len(world.smtp.connections) <= world.app.state.runtime.settings.smtp_connections
+    assert len(world.smtp.connections) < len(world.smtp.received)  # one connection each before
+
+
 async def test_settled_emails_leave_the_log_after_the_retention(world):
     await world.say(received())
     await world.mail(MANAGER_EMAIL, "Nouvelle candidature")

@@ -7,7 +7,9 @@ claim on a queued e-mail, which is reported unconfirmed once the claim outlived 
 never sent twice (ADR 0007).
 """
 
+import asyncio
 import contextlib
+from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
@@ -95,8 +97,20 @@ class DeliveryLog:
             sort=[("next_attempt_at", 1)],
             limit=SEND_BATCH,
         )
+        # one recipient's e-mails one after another (their hourly limit counts what left), recipients at once
+        by_recipient: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for delivery in due:
-            await self.deliver(delivery, moment)
+            by_recipient[delivery["recipient_id"]].append(delivery)
+        slots = asyncio.Semaphore(self.settings.smtp_connections)
+
+        async def deliver_in_turn(deliveries: list[dict[str, Any]]) -> None:
+            async with slots:
+                for delivery in deliveries:
+                    await self.deliver(delivery, moment)
+
+        async with asyncio.TaskGroup() as sending:
+            for deliveries in by_recipient.values():
+                sending.create_task(deliver_in_turn(deliveries))
         return len(due)
 
     async def deliver(self, listed: dict[str, Any], moment: datetime) -> None:
