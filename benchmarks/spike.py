@@ -162,6 +162,9 @@ def main() -> None:
         link_secret="spike",
         rate_limit_per_minute=10_000_000,
         sensitive_rate_limit_per_minute=10_000_000,
+        ip_rate_limit_per_minute=10_000_000,
+        sensitive_ip_limit_per_minute=10_000_000,
+        sign_up_limit_per_second=10_000_000,
         log_level="warning",
     )
     env = os.environ | {f"CIVIQUE_{k.upper()}": str(v) for k, v in settings.model_dump().items() if v is not None}

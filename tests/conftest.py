@@ -78,6 +78,16 @@ def servers() -> Iterator[Servers]:
         yield found
 
 
+# for tests that are not about rate limits: no limit of any kind gets in the way of a burst or a poll
+NO_RATE_LIMITS = {
+    "rate_limit_per_minute": 10_000_000,
+    "sensitive_rate_limit_per_minute": 10_000_000,
+    "ip_rate_limit_per_minute": 10_000_000,
+    "sensitive_ip_limit_per_minute": 10_000_000,
+    "sign_up_limit_per_second": 10_000_000,
+}
+
+
 def make_settings(backend: str, tmp_path: Path, servers: Servers | None, **overrides: Any) -> Settings:
     """Settings isolated for one test: own data directory, own topics, groups and databases."""
     fields: dict[str, Any] = {

@@ -23,7 +23,7 @@ from shared.events.vocabulary import Sealed
 from shared.runtime.app import create_app
 from shared.runtime.mail import MAILBOX
 from shared.runtime.ports import OutgoingMessage
-from tests.conftest import eventually, make_settings
+from tests.conftest import NO_RATE_LIMITS, eventually, make_settings
 
 PASSWORD = "Cerf-volant bleu 2026 !"
 JWT_SECRET = "a-test-secret-long-enough-for-hs256-keys"
@@ -104,8 +104,7 @@ def gateway_settings(settings, **overrides):
             "jwt_secret": JWT_SECRET,
             "internal_token": "test-internal",
             "link_secret": "test-links",
-            "rate_limit_per_minute": 10_000,
-            "sensitive_rate_limit_per_minute": 10_000,
+            **NO_RATE_LIMITS,
             **overrides,
         }
     )

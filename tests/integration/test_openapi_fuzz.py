@@ -10,15 +10,13 @@ import schemathesis
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 
-from tests.conftest import POLL_INTERVAL, free_port
+from tests.conftest import NO_RATE_LIMITS, POLL_INTERVAL, free_port
 from tests.integration.test_services_as_processes import start
 
 
 @pytest.fixture
 def api(settings):
-    settings = settings.model_copy(
-        update={"rate_limit_per_minute": 100_000, "sensitive_rate_limit_per_minute": 100_000}
-    )
+    settings = settings.model_copy(update=NO_RATE_LIMITS)
     port = free_port()
     platform = start("services", settings, port)
     url = f"http://127.0.0.1:{port}"
