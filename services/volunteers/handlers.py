@@ -4,7 +4,6 @@ Who may act is checked here, with `shared.access`: a volunteer acts on their own
 the managers of a mission's organisation decide on its applications, an admin reads and erases profiles.
 """
 
-import contextlib
 import hashlib
 import hmac
 from collections.abc import Awaitable, Callable
@@ -43,7 +42,7 @@ from shared.events import Actor, Envelope, Event, VolunteerProfileUpdated, Volun
 from shared.events.vocabulary import Sealed
 from shared.events.volunteers import roster_stream
 from shared.runtime.app import ServiceContext
-from shared.runtime.ports import ConcurrencyError, DocumentStore, DuplicateKeyError, EventStore
+from shared.runtime.ports import ConcurrencyError, DocumentStore, DuplicateKeyError, EventStore, StreamBusy
 from shared.runtime.streams import append_events, decide_and_append, load_stream
 from shared.runtime.vault import Vault
 
@@ -107,11 +106,14 @@ class VolunteersHandlers:
             onsite_restricted=age >= domain.CRISIS_AGE or profile.health_risk,
             **profile.model_dump(include=set(CLEAR_FIELDS)),
         )
-        # ConcurrencyError: the same sign-up, completed by a concurrent request (or a retry after a crash)
-        with contextlib.suppress(ConcurrencyError):
+        try:
             await append_events(
                 self.store, volunteer_id, 0, [registered], actor=Actor(id=volunteer_id, role="volunteer")
             )
+        except StreamBusy:
+            raise  # an earlier try died between its two writes: nothing is registered yet, come back later
+        except ConcurrencyError:
+            pass  # the same sign-up, completed by a concurrent request (or a retry after a crash)
         return signed_up, created
 
     async def volunteer(self, volunteer_id: str) -> tuple[domain.Volunteer, int]:

@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException
 
 from shared.contracts import REFUSED
 from shared.errors import Conflict, Forbidden, Gone, Invalid, LimitReached, NotFound, Refusal, Unauthenticated
-from shared.runtime.ports import ConcurrencyError
+from shared.runtime.ports import ConcurrencyError, Unavailable
 from shared.runtime.problems import Problem
 
 log = structlog.get_logger("civique.http")
@@ -102,6 +102,16 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def on_problem(_: Request, exc: Problem) -> JSONResponse:
         return problem_response(exc.status, exc.code, exc.detail, exc.fields, exc.headers)
+
+    @app.exception_handler(Unavailable)
+    async def on_unavailable(_: Request, exc: Unavailable) -> JSONResponse:
+        log.warning("unavailable", error_type=type(exc).__name__)
+        return problem_response(
+            503,
+            "service_unavailable",
+            "Le service est momentanément indisponible : réessayez dans un instant.",
+            headers={"Retry-After": "5"},
+        )
 
     @app.exception_handler(Refusal)
     async def on_refusal(_: Request, exc: Refusal) -> JSONResponse:

@@ -31,6 +31,7 @@ from shared.runtime.ports import (
     DuplicateKeyError,
     Filter,
     Sort,
+    StreamBusy,
     Unpublished,
     check_batch,
     check_collection,
@@ -75,6 +76,8 @@ class MongoEventStore:
         try:
             await self._outbox.insert_one({"_id": commit_id, **entry})
         except MongoDuplicateKeyError as exc:
+            if await self._commits.find_one({"_id": commit_id}, {"_id": 1}) is None:
+                raise StreamBusy(stream_id, expected_version) from exc  # claimed, not written (yet, or ever)
             raise ConcurrencyError(stream_id, expected_version) from exc
         commit = {
             "_id": commit_id,

@@ -33,6 +33,13 @@ class Unavailable(Exception):
     for as long as the outage lasts rather than spending its attempts (see `consumers.is_transient`)."""
 
 
+class StreamBusy(Unavailable, ConcurrencyError):
+    """The next version is claimed by a writer whose events are not there: one in the middle of its append,
+    or one that died between its two writes (MongoDB protocol, ADR 0006), whose claim the relay clears
+    after a while. The stream did not move: retry later rather than take it for a concurrent success
+    (an HTTP answer says 503, not 409: Unavailable comes first)."""
+
+
 class UnsupportedFilter(ValueError):
     """A filter outside the subset both document stores answer identically."""
 

@@ -6,7 +6,8 @@ import pytest
 
 from shared.events import MissionReopened
 from shared.runtime.backend import open_storage
-from shared.runtime.ports import ConcurrencyError
+from shared.runtime.consumers import is_transient
+from shared.runtime.ports import ConcurrencyError, StreamBusy
 
 
 @pytest.fixture
@@ -120,8 +121,9 @@ async def test_a_writer_dead_between_outbox_and_commit_blocks_its_version_until_
         await outbox.insert_one(
             {"_id": "m1:2", "stream_id": "m1", "first": 2, "size": 1, "recorded_at": datetime.now(UTC)}
         )
-        with pytest.raises(ConcurrencyError):
+        with pytest.raises(StreamBusy) as busy:  # not a concurrent success: nothing was written at version 2
             await store.append("m1", 1, reopened("m1", 2))
+        assert isinstance(busy.value, ConcurrencyError) and is_transient(busy.value)
         assert [b.token for b in await store.unpublished()] == ["m1:1"]  # the orphan waits: maybe just slow
         await outbox.update_one({"_id": "m1:2"}, {"$set": {"recorded_at": datetime.now(UTC) - 2 * ORPHAN_AFTER}})
         assert [b.token for b in await store.unpublished()] == ["m1:1"]

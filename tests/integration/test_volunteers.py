@@ -435,3 +435,49 @@ async def test_a_volunteer_updates_their_profile(volunteers):
     ).status_code == 403
     stream = await volunteers.context.store.read(volunteer.id)
     assert [e.type for e in stream] == ["VolunteerRegistered", "VolunteerProfileUpdated"]
+
+
+async def test_a_sign_up_whose_earlier_try_died_between_its_two_writes_waits_instead_of_being_lost(servers, tmp_path):
+    """MongoDB protocol only (the embedded store writes both in one transaction): an earlier try claimed the
+    e-mail and the stream's first version, then died before writing the registration. A retry must not take
+    that for a success (a volunteer without a registration): 503 until the claim is cleared, then registered."""
+    from datetime import UTC, datetime, timedelta
+
+    from services.volunteers.handlers import VolunteersHandlers
+    from services.volunteers.projections import EMAILS
+    from tests.conftest import make_settings
+
+    app = create_app(make_settings("kafka+mongo", tmp_path, servers), [volunteers_service])
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://civique.test") as client,
+    ):
+        volunteers = Volunteers(client, app)
+        handlers = volunteers.context.component(VolunteersHandlers)
+        dead_id = "01a2dead-0000-7000-8000-000000000001"
+        await volunteers.context.documents.insert(
+            EMAILS, handlers.email_key("benevole90@exemple.fr"), {"volunteer_id": dead_id}
+        )
+        outbox = volunteers.context.store._outbox  # the dead try's claim, as it left it
+        claim = {"stream_id": dead_id, "first": 1, "size": 1, "recorded_at": datetime.now(UTC)}
+        await outbox.insert_one({"_id": f"{dead_id}:1", **claim})
+
+        busy = await volunteers.call(None, "POST", "/volunteers", json=person(90))
+        assert (busy.status_code, busy.json()["code"]) == (503, "service_unavailable")
+        assert await volunteers.context.store.read(dead_id) == []
+
+        await outbox.update_one(
+            {"_id": f"{dead_id}:1"}, {"$set": {"recorded_at": datetime.now(UTC) - timedelta(minutes=5)}}
+        )
+
+        async def cleared() -> bool:  # the relay drops a claim older than ORPHAN_AFTER
+            return (
+                await outbox.find_one({"_id": f"{dead_id}:1", "size": 1, "recorded_at": {"$lt": datetime.now(UTC)}})
+                is None
+            )
+
+        await eventually(cleared, what="the dead try's claim cleared by the relay")
+        registered = await volunteers.call(None, "POST", "/volunteers", json=person(90))
+        assert registered.status_code in (200, 201) and registered.json()["volunteer_id"] == dead_id
+        assert [e.type for e in await volunteers.context.store.read(dead_id)] == ["VolunteerRegistered"]

@@ -122,8 +122,9 @@ class Intake:
                 outcome = decided
             except ConcurrencyError:  # another member finished it meanwhile: keep its outcome
                 outcome = await self._outcome(event.request_id)
-        if outcome is not None:
-            await self._record(outcome, envelope)
+                if outcome is None:
+                    raise  # StreamBusy: an earlier try died between its two writes; wait until it is cleared
+        await self._record(outcome, envelope)
 
     async def shred_expired_keys(self) -> list[str]:
         retention = timedelta(hours=self.ctx.settings.intake_key_retention_hours)
