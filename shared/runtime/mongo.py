@@ -13,6 +13,7 @@ collection (about 55 µs a document). So every hot path here goes by `_id` (ADR 
   orphan entry, which the relay drops once it is older than `ORPHAN_AFTER` (the version then frees).
 """
 
+import asyncio
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -62,6 +63,15 @@ class MongoEventStore:
             self._last_seen[stream_id] = commits[-1]["first"]
         return commits
 
+    async def _written(self, commit_id: str) -> bool:
+        """Whether the commit of a claimed version is there; a live writer between its claim and its commit
+        gets a moment (about a second in all) to write it, a dead one never will."""
+        for pause in (0, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64):
+            await asyncio.sleep(pause)
+            if await self._commits.find_one({"_id": commit_id}, {"_id": 1}) is not None:
+                return True
+        return False
+
     async def _head(self, stream_id: str) -> int:
         commits = await self._chain(stream_id, self._last_seen.get(stream_id, 1))
         return commits[-1]["last"] if commits else 0
@@ -76,8 +86,8 @@ class MongoEventStore:
         try:
             await self._outbox.insert_one({"_id": commit_id, **entry})
         except MongoDuplicateKeyError as exc:
-            if await self._commits.find_one({"_id": commit_id}, {"_id": 1}) is None:
-                raise StreamBusy(stream_id, expected_version) from exc  # claimed, not written (yet, or ever)
+            if not await self._written(commit_id):
+                raise StreamBusy(stream_id, expected_version) from exc  # claimed and never written
             raise ConcurrencyError(stream_id, expected_version) from exc
         commit = {
             "_id": commit_id,
