@@ -80,11 +80,3 @@ MANAGERS, MODERATORS, VOLUNTEERS, ADMINS = (
     roles("volunteer"),
     roles("admin"),
 )
-
-UNTYPED = dict[str, Any]  # an answer not yet described by a model: the OpenAPI test lists what is left
-
-
-class Untyped(BaseModel):
-    """A body or a query not yet described by a model: relayed as it came; the OpenAPI test lists what is left."""
-
-    model_config = ConfigDict(extra="allow")

@@ -22,7 +22,6 @@ from shared.access import ROLE_NOT_ALLOWED
 from shared.contracts import (
     Operation,
     ProblemAnswer,
-    Untyped,
     matching,
     missions,
     moderation,
@@ -98,9 +97,10 @@ def endpoint_of(operation: Operation) -> Callable[..., Awaitable[Response]]:
         ),
     ]
     if operation.body is not None:
-        body = Annotated[operation.body, Body()] if operation.body is not Untyped else Annotated[dict[str, Any], Body()]
-        parameters.append(inspect.Parameter("body", inspect.Parameter.KEYWORD_ONLY, annotation=body))
-    if operation.query is not None and operation.query is not Untyped:
+        parameters.append(
+            inspect.Parameter("body", inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[operation.body, Body()])
+        )
+    if operation.query is not None:
         parameters.append(
             inspect.Parameter("query", inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[operation.query, Query()])
         )
