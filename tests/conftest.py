@@ -198,7 +198,7 @@ async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     from shared.runtime.memory import InMemoryDocumentStore, InMemoryEventStore
 
     if request.param == "memory":
-        opened = Storage(InMemoryEventStore(), InMemoryDocumentStore())
+        opened = Storage.of(InMemoryEventStore(), InMemoryDocumentStore())
     else:
         servers = request.getfixturevalue("servers") if request.param == "kafka+mongo" else None
         opened = open_storage(make_settings(request.param, tmp_path, servers), "contract")
@@ -215,6 +215,6 @@ def in_memory_context(name: str, **settings: Any) -> Any:
     from shared.runtime.backend import Storage
     from shared.runtime.memory import InMemoryDocumentStore, InMemoryEventStore
 
-    keys = Storage(InMemoryEventStore(), InMemoryDocumentStore())
-    storage = Storage(InMemoryEventStore(), InMemoryDocumentStore())
+    keys = Storage.of(InMemoryEventStore(), InMemoryDocumentStore())
+    storage = Storage.of(InMemoryEventStore(), InMemoryDocumentStore())
     return ServiceContext(name, Settings(**settings), storage, bus=None, runtime=SimpleNamespace(keys=keys))  # type: ignore[arg-type]

@@ -1,10 +1,12 @@
-"""python -m services.gateway [serve | create-admin EMAIL]: the gateway alone, or the first admin account.
+"""python -m services.gateway [serve | create-admin EMAIL | replay]: the gateway alone, the first admin account,
+or a replay of its read models (it has none: its consumer groups carry out commands).
 
 The admin's password is read from CIVIQUE_ADMIN_PASSWORD or asked on the terminal: never a default.
 create-admin only writes to the gateway's store and leaves: the platform's relay announces the account.
 """
 
 import asyncio
+import gc
 import getpass
 import os
 import sys
@@ -13,9 +15,11 @@ from collections.abc import Sequence
 from services.gateway import service
 from services.gateway.domain import check_password
 from services.gateway.handlers import Accounts
+from shared import geo
 from shared.errors import Refusal
 from shared.runtime.app import Runtime, run
-from shared.runtime.cli import CommandLine, add_server_options, fail, parse
+from shared.runtime.cli import CommandLine, add_replay_command, add_server_options, fail, parse
+from shared.runtime.replay import replay_command
 from shared.runtime.settings import Settings
 
 TITLE = "Civique — gateway"
@@ -31,6 +35,7 @@ def command_line() -> CommandLine:
         help="crée le compte administrateur (mot de passe : CIVIQUE_ADMIN_PASSWORD, sinon demandé)",
     )
     admin.add_argument("email", metavar="EMAIL", help="adresse e-mail de l’administrateur")
+    add_replay_command(commands)
     return parser
 
 
@@ -64,6 +69,8 @@ async def create_admin(email: str, password: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     options = parse(command_line(), argv)
+    if options.command == "replay":
+        raise SystemExit(replay_command([service], group=options.group))
     if options.command == "create-admin":
         if "@" not in options.email:
             fail(f"« {options.email} » n’est pas une adresse e-mail.")
@@ -74,6 +81,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             fail(f"{refusal.detail} Rien n’a été créé.")
         print(f"Compte administrateur prêt : {account_id}")
         return
+    geo.departments()  # the postal codes' geography, read now rather than by the first sign-up (0.2 s of its loop)
+    gc.collect()
+    # the modules and the geography live as long as the process: out of the collector's sight, a full
+    # collection during a spike scans what requests leave behind (about 1 ms) instead of 160,000 objects
+    # (about 100 ms, every request in flight waiting: a p99 of its own)
+    gc.freeze()
     run([service], title=TITLE, host=getattr(options, "host", None), port=getattr(options, "port", None))
 
 

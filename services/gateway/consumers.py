@@ -15,6 +15,12 @@ def subscribers(ctx: ServiceContext) -> list[Subscriber]:
         await accounts.delete(event.volunteer_id)
 
     return [
-        Subscriber("gateway.intake", {SignUpRequested: intake.carry_out, ApplicationRequested: intake.carry_out}),
+        # requests are independent (one stream each; accounts claim their e-mail by a unique insert): several
+        # partitions at once, so as many passwords are hashed side by side
+        Subscriber(
+            "gateway.intake",
+            {SignUpRequested: intake.carry_out, ApplicationRequested: intake.carry_out},
+            concurrent=True,
+        ),
         Subscriber("gateway.accounts", {VolunteerErased: close_account}),
     ]

@@ -1,7 +1,8 @@
-"""python -m services.matching: the matching service alone (CIVIQUE_* settings)."""
+"""python -m services.matching [serve | replay [--group G]]: the matching service alone (HTTP, consumers,
+relay; CIVIQUE_* settings), or its read models rebuilt from the events while it keeps serving (ADR 0011)."""
 
 from services.matching import service
-from shared.runtime.app import serve
+from shared.runtime.cli import service_main
 
 if __name__ == "__main__":
-    serve([service], title="Civique — matching", prog="python -m services.matching")
+    service_main([service], title="Civique — matching", prog="python -m services.matching")

@@ -1,25 +1,34 @@
 """The consumer group of the matching service: its read models, which the in-memory index follows."""
 
-from functools import partial
-
 from services.matching import projections
-from shared.events import OrganizationRegistered, ReferentAppointed, ReferentRevoked
+from shared.events import Event, OrganizationRegistered, ReferentAppointed, ReferentRevoked
 from shared.runtime.app import ServiceContext
 from shared.runtime.consumers import Subscriber
+from shared.runtime.ports import Projection
+
+PROJECTIONS: dict[type[Event], Projection] = {
+    **dict.fromkeys(projections.MISSION_EVENTS, projections.on_mission_event),
+    **dict.fromkeys(projections.VOLUNTEER_EVENTS, projections.on_volunteer_event),
+    **dict.fromkeys(projections.APPLICATION_STATUS, projections.on_application_event),
+    OrganizationRegistered: projections.on_organization_registered,
+    ReferentAppointed: projections.on_referent_event,
+    ReferentRevoked: projections.on_referent_event,
+}
 
 
 def subscribers(ctx: ServiceContext) -> list[Subscriber]:
-    documents = ctx.documents
+    """One group that only projects: it can be replayed (ADR 0011)."""
     return [
-        Subscriber(
+        Subscriber.projecting(
             "matching.read_models",
-            {
-                **dict.fromkeys(projections.MISSION_EVENTS, partial(projections.on_mission_event, documents)),
-                **dict.fromkeys(projections.VOLUNTEER_EVENTS, partial(projections.on_volunteer_event, documents)),
-                **dict.fromkeys(projections.APPLICATION_STATUS, partial(projections.on_application_event, documents)),
-                OrganizationRegistered: partial(projections.on_organization_registered, documents),
-                ReferentAppointed: partial(projections.on_referent_event, documents),
-                ReferentRevoked: partial(projections.on_referent_event, documents),
-            },
+            ctx.documents,
+            PROJECTIONS,
+            read_models=(
+                projections.MISSIONS,
+                projections.VOLUNTEERS,
+                projections.APPLICATIONS,
+                projections.ORGANIZATIONS,
+                projections.REFERENTS,
+            ),
         )
     ]

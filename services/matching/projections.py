@@ -118,8 +118,8 @@ async def on_volunteer_event(documents: DocumentStore, event: Event, env: Envelo
         changes = {k: v for k, v in event.model_dump(mode="json", include={*PROFILE_FIELDS, "postal_code"}).items()}
         changes = {k: v for k, v in changes.items() if v is not None}
         if "postal_code" in changes:
-            area = postal_area(changes["postal_code"])
-            changes |= {"department": area.department, "latitude": area.latitude, "longitude": area.longitude}
+            main = postal_area(changes["postal_code"]).main_commune  # once: each property of the area looks for it
+            changes |= {"department": main.department, "latitude": main.latitude, "longitude": main.longitude}
         assert isinstance(event, VolunteerRegistered | VolunteerProfileUpdated)
         if event.age_bracket is not None:
             changes["minor"] = event.age_bracket == "16-17"

@@ -7,6 +7,7 @@ from services.missions.domain import Decision
 from services.missions.handlers import MissionsHandlers
 from shared.events import (
     Envelope,
+    Event,
     MissionCancelled,
     MissionChangesRequested,
     MissionClosed,
@@ -29,7 +30,8 @@ from shared.events import (
     ReferentRevoked,
 )
 from shared.runtime.app import ServiceContext
-from shared.runtime.consumers import Subscriber
+from shared.runtime.consumers import EventHandler, Subscriber
+from shared.runtime.ports import Projection
 
 MISSION_EVENTS = (
     MissionDrafted,
@@ -49,6 +51,23 @@ DECISIONS: dict[type[MissionValidated | MissionRefused | MissionChangesRequested
     MissionRefused: "refused",
     MissionChangesRequested: "changes_requested",
 }
+
+
+# what each group projects, replayed alone when its read models are rebuilt (ADR 0011)
+READ_MODEL_PROJECTIONS: dict[type[Event], Projection] = {
+    OrganizationRegistered: projections.on_organization_registered,
+    **dict.fromkeys(MISSION_EVENTS, projections.on_mission_event),
+}
+MODERATION_PROJECTIONS: dict[type[Event], Projection] = {
+    OrganizationApproved: projections.on_organization_decided,
+    OrganizationRejected: projections.on_organization_decided,
+    ModerationPolicyChanged: projections.on_policy_changed,
+    ReferentAppointed: projections.on_referent_event,
+    ReferentRevoked: projections.on_referent_event,
+}
+CAPACITY_PROJECTIONS: dict[type[Event], Projection] = dict.fromkeys(
+    projections.APPLICATION_EVENTS, projections.on_application_event
+)
 
 
 def subscribers(ctx: ServiceContext) -> list[Subscriber]:
@@ -74,26 +93,35 @@ def subscribers(ctx: ServiceContext) -> list[Subscriber]:
         await projections.on_application_event(documents, event, env)
         await handlers.update_capacity(event.mission_id, env)
 
+    def projected(projecting: dict[type[Event], Projection]) -> dict[type[Event], EventHandler]:
+        return {event: partial(projection, documents) for event, projection in projecting.items()}
+
     return [
         Subscriber(
             "missions.read_models",
             {
-                OrganizationRegistered: partial(projections.on_organization_registered, documents),
-                **{cls: partial(projections.on_mission_event, documents) for cls in MISSION_EVENTS},
+                **projected(READ_MODEL_PROJECTIONS),
                 MissionSubmitted: on_mission_cleared,
                 MissionModerated: on_mission_cleared,
             },
+            read_models=(projections.ORGANIZATIONS, projections.MISSIONS),
+            projections=READ_MODEL_PROJECTIONS,
         ),
         Subscriber(
             "missions.moderation",
             {
+                **projected(MODERATION_PROJECTIONS),
                 **dict.fromkeys(DECISIONS, on_mission_decision),
                 OrganizationApproved: on_organization_decision,
                 OrganizationRejected: on_organization_decision,
-                ModerationPolicyChanged: partial(projections.on_policy_changed, documents),
-                ReferentAppointed: partial(projections.on_referent_event, documents),
-                ReferentRevoked: partial(projections.on_referent_event, documents),
             },
+            read_models=(projections.DECISIONS, projections.POLICIES, projections.REFERENTS),
+            projections=MODERATION_PROJECTIONS,
         ),
-        Subscriber("missions.capacity", dict.fromkeys(projections.APPLICATION_EVENTS, on_application)),
+        Subscriber(
+            "missions.capacity",
+            dict.fromkeys(projections.APPLICATION_EVENTS, on_application),
+            read_models=(projections.PLACES,),
+            projections=CAPACITY_PROJECTIONS,
+        ),
     ]

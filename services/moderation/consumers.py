@@ -1,9 +1,8 @@
 """The consumer groups of the moderation service."""
 
-from functools import partial
-
 from services.moderation import projections
 from shared.events import (
+    Event,
     MissionCancelled,
     MissionChangesRequested,
     MissionRefused,
@@ -20,33 +19,41 @@ from shared.events import (
 )
 from shared.runtime.app import ServiceContext
 from shared.runtime.consumers import Subscriber
+from shared.runtime.ports import Projection
+
+QUEUE_PROJECTIONS: dict[type[Event], Projection] = {
+    MissionSubmitted: projections.on_mission_submitted,
+    MissionCancelled: projections.on_mission_withdrawn,
+    MissionValidated: projections.on_mission_decided,
+    MissionRefused: projections.on_mission_decided,
+    MissionChangesRequested: projections.on_mission_decided,
+    OrganizationRegistered: projections.on_organization_registered,
+    OrganizationApproved: projections.on_organization_decided,
+    OrganizationRejected: projections.on_organization_decided,
+    ReferentAppointed: projections.on_referent_event,
+    ReferentRevoked: projections.on_referent_event,
+    ModerationPolicyChanged: projections.on_policy_changed,
+}
+TERRITORY_PROJECTIONS: dict[type[Event], Projection] = {
+    **dict.fromkeys(projections.MISSION_EVENTS, projections.on_mission_event),
+    VolunteerRegistered: projections.on_volunteer_event,
+    VolunteerProfileUpdated: projections.on_volunteer_event,
+}
 
 
 def subscribers(ctx: ServiceContext) -> list[Subscriber]:
-    docs = ctx.documents
+    """Both groups only project: each can be replayed (ADR 0011)."""
     return [
-        Subscriber(
+        Subscriber.projecting(
             "moderation.queue",
-            {
-                MissionSubmitted: partial(projections.on_mission_submitted, docs),
-                MissionCancelled: partial(projections.on_mission_withdrawn, docs),
-                MissionValidated: partial(projections.on_mission_decided, docs),
-                MissionRefused: partial(projections.on_mission_decided, docs),
-                MissionChangesRequested: partial(projections.on_mission_decided, docs),
-                OrganizationRegistered: partial(projections.on_organization_registered, docs),
-                OrganizationApproved: partial(projections.on_organization_decided, docs),
-                OrganizationRejected: partial(projections.on_organization_decided, docs),
-                ReferentAppointed: partial(projections.on_referent_event, docs),
-                ReferentRevoked: partial(projections.on_referent_event, docs),
-                ModerationPolicyChanged: partial(projections.on_policy_changed, docs),
-            },
+            ctx.documents,
+            QUEUE_PROJECTIONS,
+            read_models=(projections.QUEUE, projections.ORGANIZATIONS, projections.REFERENTS, projections.POLICIES),
         ),
-        Subscriber(
+        Subscriber.projecting(
             "moderation.territory",
-            {
-                **{cls: partial(projections.on_mission_event, docs) for cls in projections.MISSION_EVENTS},
-                VolunteerRegistered: partial(projections.on_volunteer_event, docs),
-                VolunteerProfileUpdated: partial(projections.on_volunteer_event, docs),
-            },
+            ctx.documents,
+            TERRITORY_PROJECTIONS,
+            read_models=(projections.MISSIONS, projections.VOLUNTEERS),
         ),
     ]

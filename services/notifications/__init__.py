@@ -8,7 +8,7 @@ import structlog
 from services.notifications import projections
 from services.notifications.api import pages, router
 from services.notifications.consumers import subscribers
-from services.notifications.handlers import AWAITING, DELIVERIES, SEND_BATCH, DeliveryLog, Letters, Notifications
+from services.notifications.handlers import AWAITING, DELIVERIES, DeliveryLog, Letters, Notifications
 from shared.runtime.app import Service, ServiceContext
 from shared.runtime.mail import mailer_for
 from shared.runtime.vault import Vault
@@ -36,16 +36,9 @@ async def close_connections(ctx: ServiceContext) -> None:
 
 
 async def send_continuously(ctx: ServiceContext) -> None:
-    """The sender: delivers what is due, at once again when a batch was full."""
-    delivery = ctx.component(DeliveryLog)
-    while True:
-        try:
-            handled = await delivery.send_due()
-        except Exception:
-            log.exception("send_failed")
-            handled = 0
-        if handled < SEND_BATCH:
-            await asyncio.sleep(ctx.settings.mail_send_interval_s)
+    """The sender (`DeliveryLog.send_continuously`): e-mails as the consumers hand them over, and what else the
+    delivery log holds due every `mail_send_interval_s`."""
+    await ctx.component(DeliveryLog).send_continuously()
 
 
 async def run_schedule_periodically(ctx: ServiceContext) -> None:

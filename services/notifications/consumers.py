@@ -22,6 +22,12 @@ def subscribers(ctx: ServiceContext) -> list[Subscriber]:
         await ctx.component(Notifications).fan_out(event, env)
 
     return [
-        Subscriber("notifications.mail", dict.fromkeys(CONSUMED, on_event)),
+        # e-mails beside the projections: a replay of its read models runs the projections alone (ADR 0011)
+        Subscriber(
+            "notifications.mail",
+            dict.fromkeys(CONSUMED, on_event),
+            read_models=(projections.PEOPLE, projections.ORGANIZATIONS, projections.MISSIONS, projections.APPLICATIONS),
+            projections=projections.PROJECTIONS,
+        ),
         Subscriber("notifications.broadcasts", {BroadcastPosted: on_broadcast}),
     ]

@@ -16,11 +16,23 @@ from shared.events import (
 from shared.events.missions import MissionEvent
 from shared.runtime.app import ServiceContext
 from shared.runtime.consumers import Subscriber
+from shared.runtime.ports import Projection
 
 MISSION_ENDS: dict[type[Event], MissionEnd] = {
     MissionCancelled: "cancelled",
     MissionClosed: "closed",
     MissionUnpublished: "unpublished",
+}
+
+
+# what each group projects, replayed alone when its read models are rebuilt (ADR 0011)
+READ_MODEL_PROJECTIONS: dict[type[Event], Projection] = {
+    **dict.fromkeys(projections.VOLUNTEER_EVENTS, projections.on_volunteer_event),
+    **dict.fromkeys(projections.ROSTER_EVENTS, projections.on_roster_event),
+}
+MISSION_PROJECTIONS: dict[type[Event], Projection] = {
+    **dict.fromkeys(projections.MISSION_EVENTS, projections.on_mission_event),
+    OrganizationRegistered: projections.on_organization_registered,
 }
 
 
@@ -34,12 +46,11 @@ def subscribers(ctx: ServiceContext) -> list[Subscriber]:
             await handlers.close_roster(event.mission_id, MISSION_ENDS[type(event)], env)
 
     return [
-        Subscriber(
+        Subscriber.projecting(
             "volunteers.read_models",
-            {
-                **{cls: partial(projections.on_volunteer_event, documents) for cls in projections.VOLUNTEER_EVENTS},
-                **{cls: partial(projections.on_roster_event, documents) for cls in projections.ROSTER_EVENTS},
-            },
+            documents,
+            READ_MODEL_PROJECTIONS,
+            read_models=(projections.VOLUNTEERS, projections.APPLICATIONS, projections.WAITLIST),
         ),
         Subscriber(
             "volunteers.missions",
@@ -47,5 +58,7 @@ def subscribers(ctx: ServiceContext) -> list[Subscriber]:
                 **dict.fromkeys(projections.MISSION_EVENTS, on_mission_event),
                 OrganizationRegistered: partial(projections.on_organization_registered, documents),
             },
+            read_models=(projections.MISSIONS, projections.ORGANIZATIONS),
+            projections=MISSION_PROJECTIONS,
         ),
     ]

@@ -7,7 +7,11 @@ One process can host one service (`python -m services.missions`) or all of them
 import asyncio
 import contextlib
 import json
+import os
 import secrets
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +29,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.events import catalog, new_id
@@ -155,7 +160,8 @@ class Runtime:
         await asyncio.gather(*(runner.find_backlog() for runner in runners))  # one round trip, not one a group
         for service in self.services:
             running = self.running[service.name]
-            running.relay.start()
+            if self.settings.run_relays:
+                running.relay.start()
             for runner in running.runners:
                 await runner.start(find_backlog=False)
             for job in service.background if self.settings.run_consumers else ():
@@ -187,7 +193,8 @@ class Runtime:
             if service.on_stop and service.name in self.running:
                 await service.on_stop(self.running[service.name].context)
         for name, running in self.running.items():
-            published[name] = await running.relay.stop(drain_s=self.settings.shutdown_drain_s)
+            drain_s = self.settings.shutdown_drain_s if self.settings.run_relays else 0.0
+            published[name] = await running.relay.stop(drain_s=drain_s)
             outbox_left[name] = await self._bounded(running.context.store.backlog())
             await running.context.storage.close()
         if self.keys is not None:
@@ -249,7 +256,8 @@ class Runtime:
         results = await asyncio.gather(*(probe(ping) for ping in probes.values()))
         checks = dict(zip(probes, results, strict=True))
         for name, running in self.running.items():
-            checks[f"relay:{name}"] = running.relay.status()
+            if self.settings.run_relays:
+                checks[f"relay:{name}"] = running.relay.status()
             for runner in running.runners:
                 checks[f"consumer:{runner.group}"] = runner.health()
             for task in running.tasks:
@@ -355,6 +363,7 @@ def create_app(settings: Settings, services: Sequence[Service], *, title: str = 
             app.include_router(router, dependencies=[Depends(internal_caller)], include_in_schema=False)
     internal_routes = [route for s in services for router in s.routers for route in router.routes]
 
+    app.add_middleware(DirectRoutes)  # innermost: inside the body limit, the correlation id and the timing
     app.add_middleware(LimitBody, max_bytes=settings.max_body_bytes)
     app.add_middleware(CorrelateAndTime)
 
@@ -454,6 +463,71 @@ class LimitBody:
 PAYLOAD_TOO_LARGE = problem_response(413, "payload_too_large", "La requête est trop volumineuse.")
 
 
+class DirectRoutes:
+    """Sends a request straight to its route, past FastAPI's routing, when the route serves requests itself.
+
+    A route with a `direct(scope, receive, send, regular)` method (the gateway's sign-up, ADR 0010) is
+    learnt from the first request FastAPI routed to it, by method and path (static paths only); later
+    ones go to `direct`, which answers them or hands them to `regular`, the rest of the app. Routing,
+    exception middleware and request handling cost a sign-up of a spike more than its own work. What
+    `direct` raises is answered by the app's own exception handlers, as ExceptionMiddleware would.
+    """
+
+    LEARNT_AT_MOST = 16
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.learnt: dict[tuple[str, str], Any] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = self.learnt.get((scope["method"], scope["path"])) if scope["type"] == "http" else None
+        if route is None:
+            await self.app(scope, receive, send)
+            self._learn(scope)
+            return
+        scope["route"] = route  # as routing would set it: the timing names it
+        regular_called = False
+
+        async def regular(scope: Scope, receive: Receive, send: Send) -> None:
+            nonlocal regular_called
+            regular_called = True
+            await self.app(scope, receive, send)
+
+        try:
+            await route.direct(scope, receive, send, regular)
+        except Exception as exc:
+            handler = None if regular_called else exception_handler(scope["app"], exc)
+            if handler is None:
+                raise  # the regular path's own, or a bug: ServerErrorMiddleware answers 500
+            await (await handler(Request(scope, receive), exc))(scope, receive, send)
+
+    def _learn(self, scope: Scope) -> None:
+        route = scope.get("route")
+        if (
+            scope["type"] == "http"
+            and callable(getattr(route, "direct", None))
+            and scope["method"] in (getattr(route, "methods", None) or ())  # not a 405 it answered
+            and not getattr(route, "param_convertors", True)
+            and len(self.learnt) < self.LEARNT_AT_MOST
+        ):
+            self.learnt[(scope["method"], scope["path"])] = route
+
+
+def exception_handler(app: FastAPI, exc: Exception) -> Callable[[Request, Exception], Awaitable[Response]] | None:
+    """The app's handler of `exc` as ExceptionMiddleware picks it; None for what only ServerErrorMiddleware handles."""
+    handlers: dict[Any, Any] = app.exception_handlers
+    if isinstance(exc, HTTPException) and exc.status_code in handlers:
+        found: Callable[[Request, Exception], Awaitable[Response]] = handlers[exc.status_code]
+        return found
+    for kind in type(exc).__mro__:
+        if kind is Exception:
+            return None
+        if kind in handlers:
+            found = handlers[kind]
+            return found
+    return None
+
+
 class CorrelateAndTime:
     """Binds the request's correlation id to the logs, echoes it, times the request.
 
@@ -500,13 +574,73 @@ def serve(services: Sequence[Service], *, title: str, prog: str, argv: Sequence[
 
 
 def run(services: Sequence[Service], *, title: str, host: str | None = None, port: int | None = None) -> None:
-    """Serve `services` until SIGTERM or Ctrl-C. Client addresses come from the gateway's own reading of
+    """Serve `services` until SIGTERM or Ctrl-C, their consumer groups and jobs in `workers` processes beside
+    this one (started here, stopped with it). Client addresses come from the gateway's own reading of
     X-Forwarded-For (CIVIQUE_TRUSTED_PROXIES), never from uvicorn's."""
     settings = with_process_secrets(Settings())
     settings = settings.model_copy(update={"host": host or settings.host, "port": port or settings.port})
-    app = create_app(settings, services, title=title)
-    print(f"{title} ({settings.backend}) on http://{settings.host}:{settings.port}", flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False, proxy_headers=False)
+    if settings.worker:
+        work(settings, services, title=title)
+        return
+    workers: list[subprocess.Popen[bytes]] = []
+    if settings.workers and settings.run_consumers:
+        workers = start_workers(settings)
+        settings = settings.model_copy(update={"run_consumers": False})
+    try:
+        app = create_app(settings, services, title=title)
+        print(f"{title} ({settings.backend}) on http://{settings.host}:{settings.port}", flush=True)
+        uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False, proxy_headers=False)
+    finally:
+        stop_workers(workers)
+
+
+def start_workers(settings: Settings) -> list[subprocess.Popen[bytes]]:
+    """The worker processes of `run`: the same command, told to consume rather than serve, with this
+    process's secrets (sessions and links signed by either are valid in both)."""
+    main = sys.modules["__main__"]
+    module = main.__spec__.name if main.__spec__ is not None else None
+    command = [sys.executable, "-m", module] if module else [sys.executable, *sys.argv[:1]]
+    secrets_env = {
+        f"CIVIQUE_{name.upper()}": value
+        for name in ("jwt_secret", "internal_token", "link_secret")
+        if (value := getattr(settings, name)) is not None
+    }
+    env = {**os.environ, **secrets_env, "CIVIQUE_WORKER": "true", "CIVIQUE_RUN_RELAYS": "false"}
+    return [subprocess.Popen(command, env=env) for _ in range(settings.workers)]
+
+
+def stop_workers(workers: Sequence[subprocess.Popen[bytes]], within_s: float = 30.0) -> None:
+    """SIGTERM each worker (each stops its consumers cleanly), then wait; kill what is still there."""
+    for worker in workers:
+        if worker.poll() is None:
+            worker.terminate()
+    deadline = time.monotonic() + within_s
+    for worker in workers:
+        try:
+            worker.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
+def work(settings: Settings, services: Sequence[Service], *, title: str) -> None:
+    """A worker process: the services' consumer groups and jobs, no HTTP listener and no relay (the serving
+    process relays), at a lower CPU priority; ends on SIGTERM, Ctrl-C, or when its parent is gone."""
+    os.nice(settings.worker_nice)
+    app = create_app(settings.model_copy(update={"run_relays": False}), services, title=title)
+    parent = os.getppid()
+
+    async def consume() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        async with app.router.lifespan_context(app):
+            while not stop.is_set() and os.getppid() == parent:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await stop.wait()
+
+    asyncio.run(consume())
 
 
 def with_process_secrets(settings: Settings) -> Settings:

@@ -4,7 +4,10 @@ for a user's mistake."""
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:  # at run time these modules import this one
+    from shared.runtime.app import Service
 
 USAGE_ERROR, USER_ERROR = 2, 1
 SETTINGS_EPILOG = (
@@ -51,10 +54,28 @@ class CommandLine(argparse.ArgumentParser):
         self.exit(USAGE_ERROR, f"{self.prog} : erreur : {message}\n")
 
 
-def add_server_options(parser: argparse.ArgumentParser) -> None:
-    """--host and --port, which override CIVIQUE_HOST and CIVIQUE_PORT."""
-    parser.add_argument("--host", help="adresse d’écoute (sinon CIVIQUE_HOST, 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port d’écoute (sinon CIVIQUE_PORT, 8000)")
+def add_server_options(parser: argparse.ArgumentParser, *, default: Any = None) -> None:
+    """--host and --port, which override CIVIQUE_HOST and CIVIQUE_PORT (`default=argparse.SUPPRESS` on a command
+    whose parent parser has them too: the command's absent options must not hide the parent's)."""
+    parser.add_argument("--host", default=default, help="adresse d’écoute (sinon CIVIQUE_HOST, 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=default, help="port d’écoute (sinon CIVIQUE_PORT, 8000)")
+
+
+def add_replay_command(commands: "argparse._SubParsersAction[Any]") -> None:
+    """The `replay` command of a service: its read models rebuilt from the events while it keeps serving."""
+    replay = commands.add_parser(
+        "replay",
+        help="reconstruit les modèles de lecture à partir des événements, le service restant en ligne",
+        description=(
+            "Reconstruit les modèles de lecture du service à partir des événements du bus, dans des collections "
+            "à part, pendant que le service continue de répondre ; met ses groupes de consommateurs en pause le "
+            "temps de rattraper et de basculer, puis les relance. Affiche l’avancement ; code de sortie 1 en cas "
+            "d’échec (les modèles en service restent tels quels)."
+        ),
+    )
+    replay.add_argument(
+        "--group", metavar="GROUPE", help="un seul groupe de consommateurs (sinon tous ceux qui ont des modèles)"
+    )
 
 
 def fail(message: str) -> NoReturn:
@@ -67,6 +88,30 @@ def server_command(prog: str, title: str) -> CommandLine:
     parser = CommandLine(prog, description=f"Démarre {title} : l’API HTTP, ses consommateurs et son relais.")
     add_server_options(parser)
     return parser
+
+
+def service_command(prog: str, title: str) -> CommandLine:
+    """`prog [serve] [--host H] [--port P]` (the default) or `prog replay [--group G]`."""
+    parser = CommandLine(
+        prog, description=f"Démarre {title} : l’API HTTP, ses consommateurs et son relais ; ou rejoue ses modèles."
+    )
+    add_server_options(parser)
+    commands = parser.add_subparsers(dest="command", metavar="COMMANDE", title="commandes")
+    serve = commands.add_parser("serve", help="démarre le service (par défaut)")
+    add_server_options(serve, default=argparse.SUPPRESS)
+    add_replay_command(commands)
+    return parser
+
+
+def service_main(services: "Sequence[Service]", *, title: str, prog: str, argv: Sequence[str] | None = None) -> None:
+    """The command line of `python -m services.<name>`: serve the service, or replay its read models."""
+    options = parse(service_command(prog, title), argv)
+    from shared.runtime.app import run  # here: both modules import this one
+    from shared.runtime.replay import replay_command
+
+    if options.command == "replay":
+        raise SystemExit(replay_command(services, group=options.group))
+    run(services, title=title, host=options.host, port=options.port)
 
 
 def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:

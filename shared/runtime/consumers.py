@@ -1,11 +1,16 @@
 """The consumer runner: what every subscription of every service goes through.
 
-Per message: parse → skip if this group handled the event already (inbox, survives restarts) →
-handle with bounded retries and backoff → on a poison message or exhausted retries, publish it to
-`<topic>.dlq` with the error and go on → record the event id in the inbox → the bus commits.
+The bus hands over what one poll brought of a partition (a batch, in order; partitions side by side).
+Per batch: read the partition's position (one record per group and partition, ADR 0009) → per message:
+skip it if the position is past its offset or its event id is among the last ones handled there, else
+parse → handle with bounded retries and backoff → on a poison message or exhausted retries, publish it to
+`<topic>.dlq` with the error and go on → apply the batch's read-model writes in one round trip
+(`BatchedDocuments`) → record the position → the bus commits the offset after the batch.
 
-Handlers must still be idempotent: a crash after handling and before the inbox record replays
-the event once more (no multi-document transactions on FerretDB to make both one write).
+Handlers must still be idempotent: a crash after the writes and before the position record hands the
+batch over once more (no multi-document transactions on FerretDB to make both one write), and a relay
+that republished an event beyond the window of remembered ids delivers it again; projections guard with
+stream versions (`fresh_document`), other handlers with keys of their own.
 
 Two kinds of failure, two policies (see `is_transient`):
 - a *handler failure* (a bug, a poison message, a rule the event breaks) consumes the attempt budget
@@ -20,12 +25,12 @@ its supervisor restarts it with backoff, from the group's committed offsets.
 """
 
 import asyncio
-import contextlib
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, TypeVar
 
 import structlog
@@ -34,6 +39,7 @@ from pydantic import ValidationError
 from pymongo.errors import ConnectionFailure
 
 from shared.events import Envelope, Event, UnknownEventType, catalog
+from shared.runtime.batched import BatchedDocuments
 from shared.runtime.metrics import CONSUMER_LAG, DEAD_LETTERS, EVENTS_CONSUMED, HANDLER_SECONDS
 from shared.runtime.ports import (
     DocumentStore,
@@ -41,13 +47,15 @@ from shared.runtime.ports import (
     EventBus,
     Message,
     OutgoingMessage,
+    Projection,
     Subscription,
     Unavailable,
 )
 
 log = structlog.get_logger("civique.consumer")
 
-INBOX = "inbox"
+POSITIONS, CONTROL = "consumer_positions", "consumer_control"
+REMEMBERED_IDS = 500  # per partition: what a relay restart republishes (one relay batch at most, ADR 0009)
 EventHandler = Callable[[Any, Envelope], Awaitable[None]]
 T = TypeVar("T")
 SQLITE_TRANSIENT = ("locked", "busy", "disk", "unable to open", "i/o")
@@ -85,10 +93,40 @@ def is_transient(error: BaseException) -> bool:
 
 @dataclass(frozen=True)
 class Subscriber:
-    """A consumer group: which events it handles, and how. Its topics follow from the event classes."""
+    """A consumer group: which events it handles, and how. Its topics follow from the event classes.
+
+    A group that declares `read_models`, the collections it alone writes, can have them rebuilt from the events
+    by a replay (ADR 0011), which runs its `projections` only: they write those collections, through the store
+    they are given, and nothing else (no e-mail, no append, no call to another service). Where the group also
+    reacts to an event (a roster closed, a mission published), its handlers do both, and `projections` holds
+    the projection part alone.
+    """
 
     group: str
     handlers: Mapping[type[Event], EventHandler]
+    read_models: tuple[str, ...] = ()
+    projections: Mapping[type[Event], Projection] = field(default_factory=dict)
+    # partitions side by side in a member: only for handlers whose documents each follow one stream (a
+    # document fed by several streams under different keys would lose an update to a concurrent write)
+    concurrent: bool = False
+
+    def __post_init__(self) -> None:
+        if bool(self.read_models) != bool(self.projections):
+            raise ValueError(f"{self.group}: read models and their projections go together")
+        if stray := [cls.__name__ for cls in self.projections if cls not in self.handlers]:
+            raise ValueError(f"{self.group}: projections of events the group does not consume: {stray}")
+
+    @classmethod
+    def projecting(
+        cls,
+        group: str,
+        documents: DocumentStore,
+        projections: Mapping[type[Event], Projection],
+        read_models: Sequence[str],
+    ) -> "Subscriber":
+        """A group that only projects: its handlers are its projections, writing to `documents`."""
+        handlers = {event: partial(projection, documents) for event, projection in projections.items()}
+        return cls(group, handlers, tuple(read_models), projections)
 
     @property
     def topics(self) -> list[str]:
@@ -112,17 +150,24 @@ class ConsumerRunner:
         self,
         subscriber: Subscriber,
         bus: EventBus,
-        inbox: DocumentStore,
+        documents: DocumentStore,
         *,
         max_attempts: int = 5,
         backoff: float = 0.2,
         max_backoff: float = 5.0,
         stuck_after: float = 300.0,
     ) -> None:
-        self.subscriber, self.bus, self.inbox = subscriber, bus, inbox
+        self.subscriber, self.bus = subscriber, bus
+        # the handlers write through the service's BatchedDocuments: a plain store gets no batching
+        self.documents = documents if isinstance(documents, BatchedDocuments) else BatchedDocuments(documents)
         self.max_attempts, self.backoff, self.max_backoff = max_attempts, backoff, max_backoff
         self.stuck_after = stuck_after
-        self.subscription: Subscription = bus.subscribe(subscriber.group, subscriber.topics, self.on_message)
+        self.subscription: Subscription = bus.subscribe_batches(
+            subscriber.group, subscriber.topics, self.on_batch, concurrent=subscriber.concurrent
+        )
+        self.paused: str | None = None  # why the group is paused (a replay of its read models), as last read
+        self._positions: dict[tuple[str, int], Position] = {}
+        self._control_read_at = 0.0
         self.lag: dict[tuple[str, int], int] = {}  # the group's committed lag, as last read
         self.last_progress = time.monotonic()  # when a message was last done with (any outcome)
         self._waiting_since: float | None = None  # since when this member's partitions have had a lag
@@ -161,6 +206,7 @@ class ConsumerRunner:
 
     async def stop(self) -> None:
         await self.subscription.stop()
+        self._positions.clear()
 
     async def report_lag(self) -> None:
         """Read the group's committed lag from the bus into `civique_consumer_lag` (per partition)."""
@@ -194,17 +240,68 @@ class ConsumerRunner:
                 return f"stuck: lag {lag}, no progress for {idle:.0f} s"
         return "ok"
 
-    async def on_message(self, message: Message) -> None:
-        """Handle one delivered record (the bus commits its offset once this returns)."""
+    async def on_batch(self, messages: Sequence[Message]) -> None:
+        """Handle what one poll brought of a partition (the bus commits the offset after it once this returns)."""
+        first = messages[0]
+        await self._while_paused(first)
+        before = await self._position(first)
+        position = before.copy()  # the kept one changes only once the batch is written
+        try:
+            async with self.documents.batch():
+                outcomes = [await self.on_message(message, position) for message in messages]
+                # with the batch's read models: one round trip, one transaction on SQLite
+                await self.documents.put(POSITIONS, position.doc_id, position.document())
+                await self._outlasting(self.documents.flush, messages[-1], "write_batch")
+        except DuplicateKeyError:  # the batch's writes collided with a document: one by one, as they come
+            log.warning("batch_write_conflict", group=self.group, topic=first.topic, partition=first.partition)
+            position = before.copy()
+            outcomes = [await self.on_message(message, position) for message in messages]
+            await self._outlasting(lambda: position.write(self.documents), messages[-1], "position")
+        self._positions[(first.topic, first.partition)] = position
+        for message, outcome in zip(messages, outcomes, strict=True):
+            EVENTS_CONSUMED.labels(self.group, message.topic, outcome).inc()
+        self.last_progress = time.monotonic()
+
+    async def _position(self, message: Message) -> "Position":
+        """The partition's position: kept from this member's last batch while it owns the partition, read from
+        the store otherwise (another member may have moved it meanwhile)."""
+        owned = self.subscription.assignment()
+        for partition in [tp for tp in self._positions if tp not in owned]:
+            del self._positions[partition]
+        known = self._positions.get((message.topic, message.partition))
+        if known is not None:
+            return known
+        return await self._outlasting(lambda: Position.read(self.documents, self.group, message), message, "position")
+
+    async def on_message(self, message: Message, position: "Position") -> str:
+        """Handle one delivered record of the batch, unless its position says it was; returns the outcome."""
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(
             group=self.group, topic=message.topic, partition=message.partition, offset=message.offset
         )
-        outcome = await self._on_message(message)
-        EVENTS_CONSUMED.labels(self.group, message.topic, outcome).inc()
-        self.last_progress = time.monotonic()
+        if message.offset <= position.offset:
+            return "duplicate"
+        outcome = await self._on_message(message, position)
+        position.offset = message.offset
+        return outcome
 
-    async def _on_message(self, message: Message) -> str:
+    async def _while_paused(self, message: Message) -> None:
+        """Wait while an operator holds the group (a replay rebuilding its read models); the control record
+        is read at most once a second."""
+        while True:
+            if time.monotonic() - self._control_read_at >= 1.0:
+                control = await self._outlasting(lambda: self.documents.get(CONTROL, self.group), message, "control")
+                self._control_read_at = time.monotonic()
+                paused = (control or {}).get("paused_by")
+                if paused != self.paused:
+                    log.info("consumer_paused" if paused else "consumer_resumed", group=self.group, by=paused)
+                self.paused = paused
+            if not self.paused:
+                return
+            self.last_progress = time.monotonic()
+            await asyncio.sleep(1.0)
+
+    async def _on_message(self, message: Message, position: "Position") -> str:
         try:
             envelope = Envelope.from_json(message.value)
         except ValidationError as exc:
@@ -222,17 +319,12 @@ class ConsumerRunner:
                 return "ignored"
             await self._dead_letter(message, UnknownEventType(f"unknown event type {envelope.type}"), attempts=1)
             return "dead_lettered"
-        inbox_id = f"{self.group}:{envelope.event_id}"
-        if await self._outlasting(lambda: self.inbox.get(INBOX, inbox_id), message, "inbox_lookup") is not None:
+        event_id = str(envelope.event_id)
+        if event_id in position.recent:
             return "duplicate"
         outcome = await self._handle(message, envelope, *route)
-        record = {"group": self.group, "event_id": str(envelope.event_id), "at": _now()}
-        await self._outlasting(lambda: self._remember(inbox_id, record), message, "inbox_record")
+        position.remember(event_id)
         return outcome
-
-    async def _remember(self, inbox_id: str, record: dict[str, Any]) -> None:
-        with contextlib.suppress(DuplicateKeyError):  # another member handled it during a rebalance
-            await self.inbox.insert(INBOX, inbox_id, record)
 
     def _outage_pause(self, outages: int) -> float:
         return float(min(self.max_backoff, max(self.backoff, 0.01) * 2 ** min(outages - 1, 20)))
@@ -299,6 +391,52 @@ class ConsumerRunner:
         await self._outlasting(lambda: self.bus.publish([letter]), message, "dead_letter")
         DEAD_LETTERS.labels(self.group, message.topic).inc()
         log.error("dead_lettered", attempts=attempts, error_type=type(error).__name__)
+
+
+@dataclass
+class Position:
+    """How far a group went in a partition: the last offset it finished, and the ids of the last events it
+    handled there (a relay that restarts republishes its last batch under new offsets)."""
+
+    doc_id: str
+    offset: int = -1
+    recent: dict[str, None] = field(default_factory=dict)  # an ordered set
+
+    @classmethod
+    async def read(cls, documents: DocumentStore, group: str, message: Message) -> "Position":
+        doc_id = f"{group}:{message.topic}:{message.partition}"
+        found = await documents.get(POSITIONS, doc_id)
+        if found is None:
+            return cls(doc_id)
+        return cls(doc_id, found["offset"], dict.fromkeys(found["recent"]))
+
+    def copy(self) -> "Position":
+        return Position(self.doc_id, self.offset, dict(self.recent))
+
+    def remember(self, event_id: str) -> None:
+        self.recent[event_id] = None
+        if len(self.recent) > REMEMBERED_IDS:
+            for oldest in list(self.recent)[: len(self.recent) - REMEMBERED_IDS]:
+                del self.recent[oldest]
+
+    def document(self) -> dict[str, Any]:
+        group, topic, partition = self.doc_id.rsplit(":", 2)
+        doc = {"group": group, "topic": topic, "partition": int(partition), "offset": self.offset, "at": _now()}
+        return {**doc, "recent": list(self.recent)}
+
+    async def write(self, documents: DocumentStore) -> None:
+        await documents.put(POSITIONS, self.doc_id, self.document())
+
+
+async def pause_group(documents: DocumentStore, group: str, by: str) -> None:
+    """Hold a consumer group in every process (within about a second): its members stop before their next
+    batch until `resume_group`. For an operator's work on the group's read models (a replay)."""
+    await documents.put(CONTROL, group, {"paused_by": by, "since": _now()})
+
+
+async def resume_group(documents: DocumentStore, group: str) -> None:
+    """Let a paused group's members go on from where they stopped."""
+    await documents.delete(CONTROL, group)
 
 
 def _now() -> str:

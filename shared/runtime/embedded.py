@@ -11,28 +11,34 @@ import json
 import sqlite3
 import time
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Container, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
+from pydantic_core import to_json
 
 from shared.events import Envelope, new_id
 from shared.runtime.metrics import count_appended
 from shared.runtime.ports import (
     AppendSignal,
+    BatchHandler,
     ConcurrencyError,
     DuplicateKeyError,
     Filter,
     Message,
     MessageHandler,
+    Offsets,
     OutgoingMessage,
     Sort,
     Unpublished,
+    Write,
     check_batch,
     check_collection,
     check_sort,
+    hand_over,
     parse_filter,
 )
 from shared.runtime.tasks import Supervised, cancel, start_supervised
@@ -268,6 +274,29 @@ class SqliteDocumentStore:
         table = await self._table(collection)
         return await self._db.run(lambda c: c.execute(f"DELETE FROM {table} WHERE id = ?", (doc_id,)).rowcount > 0)
 
+    async def write(self, writes: Sequence[Write]) -> None:
+        if not writes:
+            return
+        tables = {c: await self._table(c) for c in dict.fromkeys(w.collection for w in writes)}
+        statements: list[tuple[str, tuple[str, ...]]] = []
+        for w in writes:
+            table = tables[w.collection]
+            if w.doc is None:
+                statements.append((f"DELETE FROM {table} WHERE id = ?", (w.doc_id,)))
+                continue
+            body = json.dumps(w.doc, separators=(",", ":"), ensure_ascii=False)
+            upsert = "" if w.insert_only else " ON CONFLICT (id) DO UPDATE SET body = excluded.body"
+            statements.append((f"INSERT INTO {table} (id, body) VALUES (?, ?){upsert}", (w.doc_id, body)))
+
+        def apply(conn: sqlite3.Connection) -> None:
+            for sql, params in statements:
+                conn.execute(sql, params)
+
+        try:
+            await self._db.run(lambda c: transaction(c, apply))
+        except sqlite3.IntegrityError as exc:
+            raise DuplicateKeyError(str(exc)) from exc
+
     async def find(
         self, collection: str, where: Filter | None = None, *, sort: Sort = (), limit: int = 0, skip: int = 0
     ) -> list[dict[str, Any]]:
@@ -297,6 +326,52 @@ class SqliteDocumentStore:
             )
         )
 
+    async def replace_collections(self, replacements: Mapping[str, str]) -> None:
+        """Each source table renamed to its target in one transaction, with the target's indexes rebuilt on it
+        under their own names (readers in other processes see the old tables or the new ones, never a mix)."""
+        pairs = [(await self._table(target), await self._table(source)) for target, source in replacements.items()]
+
+        indexes = "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL"
+
+        def swap(conn: sqlite3.Connection) -> None:
+            for target, source in pairs:
+                kept = [sql for _, sql in conn.execute(indexes, (target,)).fetchall()]
+                for name, _ in conn.execute(indexes, (source,)).fetchall():
+                    conn.execute(f"DROP INDEX {name}")
+                conn.execute(f"DROP TABLE {target}")
+                conn.execute(f"ALTER TABLE {source} RENAME TO {target}")
+                for sql in kept:  # the same statement names the same table: the renamed one now
+                    conn.execute(sql)
+
+        await self._db.run(lambda c: transaction(c, swap))
+        self._tables.difference_update(source for _, source in pairs)
+
+    async def drop_collection(self, collection: str) -> None:
+        table = f"docs_{check_collection(collection)}"
+        await self._db.run(lambda c: c.execute(f"DROP TABLE IF EXISTS {table}"))
+        self._tables.discard(table)
+
+    async def load(
+        self, collection: str, documents: Mapping[str, Mapping[str, Any] | None], *, unseen: Container[str] = ()
+    ) -> None:
+        """The documents written as JSON by pydantic's serialiser (several times faster than the json module's),
+        in one executemany per statement."""
+        table = await self._table(collection)
+        upserts = [(doc_id, to_json(doc).decode()) for doc_id, doc in documents.items() if doc is not None]
+        deletes = [(doc_id,) for doc_id, doc in documents.items() if doc is None]
+
+        def apply(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                f"INSERT INTO {table} (id, body) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+                upserts,
+            )
+            conn.executemany(f"DELETE FROM {table} WHERE id = ?", deletes)
+
+        try:
+            await self._db.run(lambda c: transaction(c, apply))
+        except sqlite3.IntegrityError as exc:
+            raise DuplicateKeyError(str(exc)) from exc
+
     async def ping(self) -> None:
         await self._db.run(lambda c: c.execute("SELECT 1").fetchone())
 
@@ -310,6 +385,15 @@ class SqliteDocumentStore:
 def partition_of(key: str, partitions: int) -> int:
     """Stable across processes (unlike hash()): same key, same partition."""
     return zlib.crc32(key.encode()) % partitions
+
+
+def _history_bounds(
+    topics: Sequence[str], until: Offsets, after: Offsets | None
+) -> dict[tuple[str, int], tuple[int, int]]:
+    """(after, until] per partition of `topics` that has something in between."""
+    after = after or {}
+    spans = {tp: (after.get(tp, -1), last) for tp, last in until.items() if tp[0] in topics}
+    return {tp: span for tp, span in spans.items() if span[1] > span[0]}
 
 
 class SqliteEventBus:
@@ -377,7 +461,12 @@ class SqliteEventBus:
         self._appended.set()
 
     def subscribe(self, group: str, topics: Sequence[str], handler: MessageHandler) -> "SqliteSubscription":
-        return SqliteSubscription(self, group, list(topics), handler)
+        return SqliteSubscription(self, group, list(topics), handler, batched=False)
+
+    def subscribe_batches(
+        self, group: str, topics: Sequence[str], handler: BatchHandler, *, concurrent: bool = False
+    ) -> "SqliteSubscription":
+        return SqliteSubscription(self, group, list(topics), handler, batched=True, concurrent=concurrent)
 
     async def wait_for_messages(self) -> None:
         """Until a publish in this process, or the poll interval (another process may have published)."""
@@ -406,6 +495,64 @@ class SqliteEventBus:
 
         return await self.run(count)
 
+    async def last_offsets(self, topics: Sequence[str]) -> dict[tuple[str, int], int]:
+        pairs = [(t, p) for t in topics for p in range(self.partitions)]
+
+        def read(conn: sqlite3.Connection) -> dict[tuple[str, int], int]:
+            sql = "SELECT COALESCE(MAX(seq), -1) FROM messages WHERE topic = ? AND partition = ?"
+            return {pair: conn.execute(sql, pair).fetchone()[0] for pair in pairs}
+
+        return await self.run(read)
+
+    async def history_size(self, topics: Sequence[str], until: Offsets, after: Offsets | None = None) -> int:
+        bounds = _history_bounds(topics, until, after)
+
+        def count(conn: sqlite3.Connection) -> int:
+            sql = "SELECT COUNT(*) FROM messages WHERE topic = ? AND partition = ? AND seq > ? AND seq <= ?"
+            return sum(conn.execute(sql, (*tp, *span)).fetchone()[0] for tp, span in bounds.items())
+
+        return await self.run(count)
+
+    async def history(
+        self, topics: Sequence[str], until: Offsets, after: Offsets | None = None, *, batch: int = 5000
+    ) -> AsyncGenerator[list[Message], None]:
+        """In the log's order (one order across topics: the order of publication); the next batch is read in
+        the database's thread while the caller handles this one."""
+        bounds = _history_bounds(topics, until, after)
+        if not bounds:
+            return
+        start, end = min(first for first, _ in bounds.values()), max(last for _, last in bounds.values())
+        wanted = sorted({topic for topic, _ in bounds})
+        # NOT INDEXED: walk the log by seq (the rowid), never sort a topic index's rows for each batch
+        sql = (
+            "SELECT seq, topic, partition, key, value FROM messages NOT INDEXED "
+            f"WHERE seq > ? AND seq <= ? AND topic IN ({','.join('?' * len(wanted))}) ORDER BY seq LIMIT ?"
+        )
+
+        def fetch(cursor: int, conn: sqlite3.Connection) -> tuple[list[Message], int | None]:
+            rows = conn.execute(sql, (cursor, end, *wanted, batch)).fetchall()
+            messages = []
+            for seq, topic, partition, key, value in rows:
+                first, last = bounds.get((topic, partition), (0, -1))
+                if first < seq <= last:
+                    messages.append(Message(topic, key, value, (), partition, seq))
+            return messages, (rows[-1][0] if len(rows) == batch else None)
+
+        reading: asyncio.Future[tuple[list[Message], int | None]] | None = asyncio.ensure_future(
+            self.run(partial(fetch, start))
+        )
+        try:
+            while reading is not None:
+                messages, cursor = await reading
+                reading = None if cursor is None else asyncio.ensure_future(self.run(partial(fetch, cursor)))
+                if messages:
+                    yield messages
+        finally:
+            if reading is not None:
+                reading.cancel()
+                with contextlib.suppress(BaseException):
+                    await reading
+
     async def ping(self) -> None:
         await self._db.run(lambda c: c.execute("SELECT 1").fetchone())
 
@@ -418,19 +565,35 @@ class SqliteEventBus:
 
 
 class SqliteSubscription:
-    def __init__(self, bus: SqliteEventBus, group: str, topics: list[str], handler: MessageHandler) -> None:
-        self.bus, self.group, self.topics, self.handler = bus, group, topics, handler
+    def __init__(
+        self,
+        bus: SqliteEventBus,
+        group: str,
+        topics: list[str],
+        handler: MessageHandler | BatchHandler,
+        *,
+        batched: bool,
+        concurrent: bool = False,
+        batch: int = 500,
+    ) -> None:
+        self.bus, self.group, self.topics, self.handler, self.batched = bus, group, topics, handler, batched
+        self.concurrent = concurrent
+        self.batch = batch
         self.member = new_id()
         self._task: Supervised | None = None
+        self._beating: Supervised | None = None
         self._owned: set[tuple[str, int]] = set()
 
     async def start(self) -> None:
         await self._heartbeat()
+        # beats on its own: a long batch must not cost the member its partitions
+        self._beating = start_supervised(self._beat, name=f"heartbeat:{self.group}")
         self._task = start_supervised(self._loop, name=f"consumer:{self.group}")
 
     async def stop(self) -> None:
         await cancel(self._task)
-        self._task = None
+        await cancel(self._beating)
+        self._task = self._beating = None
         # leave the group at once so the other members take over without waiting for the timeout
         await self.bus.run(
             lambda c: c.execute("DELETE FROM members WHERE grp = ? AND member = ?", (self.group, self.member))
@@ -441,6 +604,11 @@ class SqliteSubscription:
 
     def status(self) -> str:
         return self._task.status() if self._task is not None else "failed: not started"
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self.bus.session_timeout / 3)
+            await self._heartbeat()
 
     async def _heartbeat(self) -> None:
         now, timeout = time.time(), self.bus.session_timeout
@@ -460,54 +628,64 @@ class SqliteSubscription:
         self._owned = {(t, p) for t in self.topics for p in range(partitions) if p % size == index}
 
     async def _loop(self) -> None:
-        last_beat = 0.0
         while True:
-            if time.monotonic() - last_beat > self.bus.session_timeout / 3:
-                await self._heartbeat()
-                last_beat = time.monotonic()
-            delivered = 0
-            for topic, partition in sorted(self._owned):
-                delivered += await self._deliver(topic, partition)
-            if not delivered:
+            polled = await self._poll(sorted(self._owned))
+            # partition p of every topic holds the same aggregates (co-partitioning, ADR 0002): each number in
+            # order, topic after topic; different numbers side by side if the subscriber allows it
+            same_partition: dict[int, list[list[Message]]] = {}
+            for messages in polled:
+                same_partition.setdefault(messages[0].partition if self.concurrent else 0, []).append(messages)
+            async with asyncio.TaskGroup() as partitions:
+                for batches in same_partition.values():
+                    partitions.create_task(self._hand_over_each(batches))
+            if not polled:
                 await self.bus.wait_for_messages()
 
-    async def _deliver(self, topic: str, partition: int, batch: int = 200) -> int:
-        def fetch(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
-            row = conn.execute(
-                "SELECT next_seq FROM offsets WHERE grp = ? AND topic = ? AND partition = ?",
-                (self.group, topic, partition),
-            ).fetchone()
-            return conn.execute(
-                "SELECT seq, key, value, headers FROM messages WHERE topic = ? AND partition = ? AND seq >= ? "
-                "ORDER BY seq LIMIT ?",
-                (topic, partition, row[0] if row else 0, batch),
-            ).fetchall()
+    async def _hand_over_each(self, batches: list[list[Message]]) -> None:
+        for messages in batches:
+            await hand_over(messages, self.handler, self.batched, partial(self._commit, messages[0]))
 
-        rows = await self.bus.run(fetch)
-        handled = None
-        try:
-            for seq, key, value, headers in rows:
-                message = Message(
-                    topic=topic,
-                    key=key,
-                    value=value,
-                    headers=tuple((k, bytes.fromhex(v)) for k, v in json.loads(headers)),
-                    partition=partition,
-                    offset=seq,
+    async def _poll(self, owned: list[tuple[str, int]]) -> list[list[Message]]:
+        """The next messages of each owned partition, in one visit to the database."""
+
+        def fetch(conn: sqlite3.Connection) -> list[list[Message]]:
+            committed = {
+                (topic, partition): next_seq
+                for topic, partition, next_seq in conn.execute(
+                    "SELECT topic, partition, next_seq FROM offsets WHERE grp = ?", (self.group,)
                 )
-                await self.handler(message)
-                handled = seq
-        finally:
-            if handled is not None:
-                await self._commit(topic, partition, handled + 1)
-        return len(rows)
+            }
+            polled = []
+            for topic, partition in owned:
+                rows = conn.execute(
+                    "SELECT seq, key, value, headers FROM messages WHERE topic = ? AND partition = ? AND seq >= ? "
+                    "ORDER BY seq LIMIT ?",
+                    (topic, partition, committed.get((topic, partition), 0), self.batch),
+                ).fetchall()
+                if rows:
+                    polled.append(
+                        [
+                            Message(
+                                topic=topic,
+                                key=key,
+                                value=value,
+                                headers=tuple((k, bytes.fromhex(v)) for k, v in json.loads(headers)),
+                                partition=partition,
+                                offset=seq,
+                            )
+                            for seq, key, value, headers in rows
+                        ]
+                    )
+            return polled
 
-    async def _commit(self, topic: str, partition: int, next_seq: int) -> None:
+        return await self.bus.run(fetch)
+
+    async def _commit(self, first: Message, next_seq: int) -> None:
         # MAX: a member that lost the partition during a rebalance never moves the offset back
         await self.bus.run(
             lambda c: c.execute(
                 "INSERT INTO offsets (grp, topic, partition, next_seq) VALUES (?,?,?,?) "
                 "ON CONFLICT (grp, topic, partition) DO UPDATE SET next_seq = MAX(next_seq, excluded.next_seq)",
-                (self.group, topic, partition, next_seq),
+                (self.group, first.topic, first.partition, next_seq),
             )
         )

@@ -7,7 +7,7 @@ the SQLite and MongoDB adapters, so they answer what the real ones answer.
 import copy
 import json
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -20,10 +20,12 @@ from shared.runtime.ports import (
     Filter,
     Sort,
     Unpublished,
+    Write,
     check_batch,
     check_collection,
     check_sort,
     parse_filter,
+    write_one_by_one,
 )
 
 MISSING = object()
@@ -92,6 +94,14 @@ class InMemoryDocumentStore:
     async def delete(self, collection: str, doc_id: str) -> bool:
         return self._docs(collection).pop(doc_id, None) is not None
 
+    async def write(self, writes: Sequence[Write]) -> None:
+        saved = {c: dict(self._docs(c)) for c in {w.collection for w in writes}}
+        try:  # all or none, as the embedded store's transaction
+            await write_one_by_one(self, writes)
+        except BaseException:
+            self._collections.update(saved)
+            raise
+
     async def find(
         self, collection: str, where: Filter | None = None, *, sort: Sort = (), limit: int = 0, skip: int = 0
     ) -> list[dict[str, Any]]:
@@ -110,6 +120,24 @@ class InMemoryDocumentStore:
         check_collection(collection)
         if unique and tuple(fields) not in self._unique[collection]:
             self._unique[collection].append(tuple(fields))
+
+    async def replace_collections(self, replacements: Mapping[str, str]) -> None:
+        for target, source in replacements.items():
+            self._collections[check_collection(target)] = self._collections.pop(check_collection(source), {})
+            self._unique.pop(source, None)  # the target keeps its own unique indexes
+
+    async def drop_collection(self, collection: str) -> None:
+        self._collections.pop(check_collection(collection), None)
+        self._unique.pop(collection, None)
+
+    async def load(
+        self, collection: str, documents: Mapping[str, Mapping[str, Any] | None], *, unseen: Container[str] = ()
+    ) -> None:
+        for doc_id, doc in documents.items():
+            if doc is None:
+                await self.delete(collection, doc_id)
+            else:
+                await self.put(collection, doc_id, doc)
 
     async def ping(self) -> None:
         return None

@@ -15,13 +15,14 @@ collection (about 55 µs a document). So every hot path here goes by `_id` (ADR 
 
 import asyncio
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, DeleteOne, InsertOne, ReplaceOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, OperationFailure
 from pymongo.errors import DuplicateKeyError as MongoDuplicateKeyError
 
 from shared.events import Envelope
@@ -34,15 +35,18 @@ from shared.runtime.ports import (
     Sort,
     StreamBusy,
     Unpublished,
+    Write,
     check_batch,
     check_collection,
     check_sort,
     parse_filter,
+    write_one_by_one,
 )
 
 Document = dict[str, Any]
 COMMITS, OUTBOX = "event_commits", "event_outbox"
 ORPHAN_AFTER = timedelta(seconds=30)
+NOT_IMPLEMENTED, NAMESPACE_NOT_FOUND = 238, 26  # server error codes
 
 
 class MongoEventStore:
@@ -118,15 +122,14 @@ class MongoEventStore:
         return [e for e in envelopes if e.stream_version > after_version]
 
     async def unpublished(self, limit: int = 500) -> list[Unpublished]:
-        entries = sorted(await self._outbox.find({}).to_list(), key=lambda e: (e["stream_id"], e["first"]))
+        entries = sorted(await self._outbox.find({}).to_list(), key=lambda e: (e["stream_id"], e["first"]))[:limit]
+        # by `_id` each (what every MongoDB-protocol server finds by index), side by side: one wait, not one each
+        commits = await asyncio.gather(*(self._commits.find_one({"_id": entry["_id"]}) for entry in entries))
         found: list[Unpublished] = []
         blocked: set[str] = set()  # a stream waits behind its first entry whose commit is not there
-        for entry in entries:
-            if len(found) >= limit:
-                break
+        for entry, commit in zip(entries, commits, strict=True):
             if entry["stream_id"] in blocked:
                 continue
-            commit = await self._commits.find_one({"_id": entry["_id"]})
             if commit is None:
                 blocked.add(entry["stream_id"])
                 recorded = entry["recorded_at"].replace(tzinfo=UTC)
@@ -177,6 +180,26 @@ class MongoDocumentStore:
     async def delete(self, collection: str, doc_id: str) -> bool:
         return (await self._coll(collection).delete_one({"_id": doc_id})).deleted_count > 0
 
+    async def write(self, writes: Sequence[Write]) -> None:
+        by_collection: dict[str, list[DeleteOne | InsertOne[Document] | ReplaceOne[Document]]] = {}
+        for w in writes:
+            requests = by_collection.setdefault(w.collection, [])
+            if w.doc is None:
+                requests.append(DeleteOne({"_id": w.doc_id}))
+            elif w.insert_only:
+                requests.append(InsertOne({**_plain(w.doc), "_id": w.doc_id}))
+            else:
+                requests.append(ReplaceOne({"_id": w.doc_id}, _plain(w.doc), upsert=True))
+        for collection, requests in by_collection.items():
+            try:
+                await self._coll(collection).bulk_write(requests, ordered=True)
+            except BulkWriteError as exc:
+                if any(e.get("code") == 11000 for e in exc.details.get("writeErrors", ())):
+                    raise DuplicateKeyError(collection) from exc
+                raise
+            except KeyError:  # a server whose answer to a failed bulk lacks counts (FerretDB 1.x): one by one
+                await write_one_by_one(self, [w for w in writes if w.collection == collection])
+
     async def find(
         self, collection: str, where: Filter | None = None, *, sort: Sort = (), limit: int = 0, skip: int = 0
     ) -> list[dict[str, Any]]:
@@ -195,6 +218,68 @@ class MongoDocumentStore:
         check_sort([(f, 1) for f in fields])
         name = "_".join(f.replace(".", "_") for f in fields) + ("_unique" if unique else "")
         await self._coll(collection).create_index([(f, ASCENDING) for f in fields], unique=unique, name=name)
+
+    async def replace_collections(self, replacements: Mapping[str, str]) -> None:
+        """The target's indexes are made on the source first, then the source is renamed over the target."""
+        for target, source in replacements.items():
+            names = await self._db.list_collection_names()
+            if check_collection(source) not in names:
+                await self._db.create_collection(source)
+            if check_collection(target) in names:
+                await self._carry_indexes(target, source)
+            await self._rename(source, target)
+
+    async def _carry_indexes(self, target: str, source: str) -> None:
+        async for index in await self._coll(target).list_indexes():
+            if index["name"] != "_id_":
+                keys = list(index["key"].items())
+                await self._coll(source).create_index(keys, name=index["name"], unique=index.get("unique", False))
+
+    async def _rename(self, source: str, target: str) -> None:
+        admin, db = self._db.client.admin, self._db.name
+        try:
+            await admin.command("renameCollection", f"{db}.{source}", to=f"{db}.{target}", dropTarget=True)
+            return
+        except OperationFailure as exc:
+            if exc.code != NOT_IMPLEMENTED:
+                raise
+        # FerretDB 1.x renames onto no existing collection only: the target steps aside for a moment, during
+        # which a read finds it empty
+        retired = f"{target}__retired"
+        await self._db.drop_collection(retired)
+        try:
+            await admin.command("renameCollection", f"{db}.{target}", to=f"{db}.{retired}")
+        except OperationFailure as exc:
+            if exc.code != NAMESPACE_NOT_FOUND:
+                raise
+        try:
+            await admin.command("renameCollection", f"{db}.{source}", to=f"{db}.{target}")
+        except BaseException:
+            await admin.command("renameCollection", f"{db}.{retired}", to=f"{db}.{target}")
+            raise
+        await self._db.drop_collection(retired)
+
+    async def drop_collection(self, collection: str) -> None:
+        await self._coll(collection).drop()
+
+    async def load(
+        self, collection: str, documents: Mapping[str, Mapping[str, Any] | None], *, unseen: Container[str] = ()
+    ) -> None:
+        requests: list[DeleteOne | InsertOne[Document] | ReplaceOne[Document]] = []
+        for doc_id, doc in documents.items():
+            if doc is None:
+                requests.append(DeleteOne({"_id": doc_id}))
+            elif doc_id in unseen:  # an upsert looks the id up first (FerretDB scans for it)
+                requests.append(InsertOne({**_plain(doc), "_id": doc_id}))
+            else:
+                requests.append(ReplaceOne({"_id": doc_id}, _plain(doc), upsert=True))
+        if requests:
+            try:
+                await self._coll(collection).bulk_write(requests, ordered=False)
+            except BulkWriteError as exc:
+                if any(e.get("code") == 11000 for e in exc.details.get("writeErrors", ())):
+                    raise DuplicateKeyError(collection) from exc
+                raise
 
     async def ping(self) -> None:
         await self._db.command("ping")

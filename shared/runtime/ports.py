@@ -8,7 +8,7 @@
 import asyncio
 import contextlib
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Container, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -124,6 +124,33 @@ class Message:
 
 
 MessageHandler = Callable[[Message], Awaitable[None]]
+BatchHandler = Callable[[Sequence[Message]], Awaitable[None]]
+Offsets = Mapping[tuple[str, int], int]  # per (topic, partition)
+
+
+async def hand_over(
+    messages: Sequence[Message],
+    handler: MessageHandler | BatchHandler,
+    batched: bool,
+    commit: Callable[[int], Awaitable[None]],
+) -> None:
+    """Give one partition's messages to a subscriber, then commit the offset after the last one it finished.
+
+    A batch handler gets them all at once and commits all or nothing; a message handler gets them one by
+    one, and a raising handler leaves the offset after the last message it returned from.
+    """
+    if batched:
+        await handler(messages)  # type: ignore[arg-type]
+        await commit(messages[-1].offset + 1)
+        return
+    handled = None
+    try:
+        for message in messages:
+            await handler(message)  # type: ignore[arg-type]
+            handled = message.offset
+    finally:
+        if handled is not None:
+            await commit(handled + 1)
 
 
 class Subscription(Protocol):
@@ -155,10 +182,36 @@ class EventBus(Protocol):
         restarted with backoff and delivers again from the group's committed offsets)."""
         ...
 
+    def subscribe_batches(
+        self, group: str, topics: Sequence[str], handler: BatchHandler, *, concurrent: bool = False
+    ) -> Subscription:
+        """As `subscribe`, but the handler gets what one poll brought of a partition, in order, and the offset
+        after the batch is committed once it returns. The member's partitions are handled one after the other
+        or, when `concurrent`, partition numbers side by side (partition p of every topic still in order)."""
+        ...
+
     async def lag(self, group: str, topics: Sequence[str]) -> dict[tuple[str, int], int]:
         """Per (topic, partition) of `topics`: records `group` has not committed yet (high-water mark minus
         the group's committed offset; everything the partition holds when the group never committed).
         Answers whether or not a member of the group is running."""
+        ...
+
+    async def last_offsets(self, topics: Sequence[str]) -> dict[tuple[str, int], int]:
+        """Per (topic, partition) of `topics`: the offset of the last record it holds (-1 when it holds none)."""
+        ...
+
+    async def history_size(self, topics: Sequence[str], until: Offsets, after: Offsets | None = None) -> int:
+        """How many records `history` delivers with these bounds."""
+        ...
+
+    def history(
+        self, topics: Sequence[str], until: Offsets, after: Offsets | None = None
+    ) -> AsyncGenerator[list[Message], None]:
+        """The records of `topics` stored after the offsets `after` (from the start of a partition it does not
+        name) up to the offsets `until` (inclusive; nothing of a partition it does not name), for a replay of
+        read models: no consumer group, nothing committed, no headers (the envelope says everything). Each
+        batch keeps every partition's order, and batches follow the order the records were stored in across
+        partitions as far as the bus knows it (the log's order embedded, record timestamps on Kafka)."""
         ...
 
     async def ping(self) -> None: ...
@@ -168,6 +221,16 @@ class EventBus(Protocol):
 
 Filter = Mapping[str, Any]
 Sort = Sequence[tuple[str, int]]
+
+
+@dataclass(frozen=True)
+class Write:
+    """One change of a batch of writes: a put (insert or replace), an insert only, or a delete (no doc)."""
+
+    collection: str
+    doc_id: str
+    doc: Mapping[str, Any] | None
+    insert_only: bool = False
 
 
 class DocumentStore(Protocol):
@@ -183,6 +246,12 @@ class DocumentStore(Protocol):
 
     async def delete(self, collection: str, doc_id: str) -> bool: ...
 
+    async def write(self, writes: Sequence[Write]) -> None:
+        """Apply writes in their order in one round trip (one transaction embedded, one ordered bulk write on
+        MongoDB, where the writes before a failing one stay: each is idempotent, retry them all).
+        DuplicateKeyError when an insert-only finds its id taken or a unique index refuses a document."""
+        ...
+
     async def find(
         self, collection: str, where: Filter | None = None, *, sort: Sort = (), limit: int = 0, skip: int = 0
     ) -> list[dict[str, Any]]: ...
@@ -191,9 +260,44 @@ class DocumentStore(Protocol):
 
     async def ensure_index(self, collection: str, fields: Sequence[str], *, unique: bool = False) -> None: ...
 
+    async def replace_collections(self, replacements: Mapping[str, str]) -> None:
+        """For each target → source: the target's documents become the source's, keeping the target's indexes,
+        and the source is gone; all at once where the store can (one transaction embedded; on MongoDB one
+        atomic rename per collection, two renames on FerretDB 1.x). A source that does not exist empties its
+        target."""
+        ...
+
+    async def drop_collection(self, collection: str) -> None:
+        """Remove a collection, its documents and its indexes (nothing happens when it does not exist)."""
+        ...
+
+    async def load(
+        self, collection: str, documents: Mapping[str, Mapping[str, Any] | None], *, unseen: Container[str] = ()
+    ) -> None:
+        """Write many documents of a collection no one else writes (a read model being rebuilt) as fast as the
+        store can: each id's document inserted or replaced, deleted where it is None; the ids in `unseen` are
+        known not to be there yet. One transaction embedded; on MongoDB, unordered bulk writes (the ids are
+        distinct: their order does not matter)."""
+        ...
+
     async def ping(self) -> None: ...
 
     async def close(self) -> None: ...
+
+
+# a read model's reaction to one event: it writes the documents of its read models through the store it is given
+Projection = Callable[["DocumentStore", Any, Envelope], Awaitable[None]]
+
+
+async def write_one_by_one(documents: DocumentStore, writes: Sequence[Write]) -> None:
+    """Apply a batch of writes with the store's single-document calls, in order."""
+    for w in writes:
+        if w.doc is None:
+            await documents.delete(w.collection, w.doc_id)
+        elif w.insert_only:
+            await documents.insert(w.collection, w.doc_id, w.doc)
+        else:
+            await documents.put(w.collection, w.doc_id, w.doc)
 
 
 def check_batch(stream_id: str, expected_version: int, events: Sequence[Envelope]) -> None:

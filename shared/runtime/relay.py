@@ -17,9 +17,18 @@ log = structlog.get_logger("civique.relay")
 
 
 class Relay:
-    def __init__(self, service: str, store: EventStore, bus: EventBus, *, interval: float = 0.05, batch: int = 500):
+    def __init__(
+        self,
+        service: str,
+        store: EventStore,
+        bus: EventBus,
+        *,
+        interval: float = 0.05,
+        batch: int = 500,
+        linger: float = 0.005,
+    ):
         self.service, self.store, self.bus = service, store, bus
-        self.interval, self.batch = interval, batch
+        self.interval, self.batch, self.linger = interval, batch, linger
         self._task: Supervised | None = None
 
     async def publish_pending(self) -> int:
@@ -49,6 +58,8 @@ class Relay:
                 continue
             if not published:
                 await self.store.appended.wait(self.interval)
+            if published < self.batch:  # a moment for the appends around this one: fewer, fuller batches
+                await asyncio.sleep(self.linger)
 
     def start(self) -> None:
         """Publish in the background, restarted with backoff should the loop ever crash."""

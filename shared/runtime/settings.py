@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     relay_interval_s: float = Field(default=0.5, gt=0)
     # off for HTTP-only replicas: this process then runs no consumer group and no scheduled job
     run_consumers: bool = True
+    # one relay per event store: off in the processes beside the one that publishes (workers, ADR 0009)
+    run_relays: bool = True
+    # `serve` hands the consumer groups and jobs to this many worker processes beside the HTTP one (0: none),
+    # run at a lower CPU priority (`worker_nice`): a drain never starves the HTTP path (ADR 0009)
+    workers: int = Field(default=1, ge=0, le=64)
+    worker_nice: int = Field(default=10, ge=0, le=19)
+    worker: bool = False  # set by `serve` in the processes it starts
     # crisis mode (DOMAIN.md): volunteers aged 70+ or declaring a health risk apply to remote missions only
     crisis_mode: bool = True
     max_pending_applications: int = Field(default=5, ge=1)

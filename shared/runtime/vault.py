@@ -32,6 +32,7 @@ class Vault:
     def __init__(self, documents: DocumentStore, *, collection: str = KEYS, remember: bool = False) -> None:
         self.documents, self.collection = documents, collection
         self._remembered: dict[str, bytes] | None = {} if remember else None
+        self._ciphers: dict[str, AESGCM] = {}  # remembered keys' ciphers, built once
 
     async def _key(self, owner_id: str, *, create: bool) -> bytes | None:
         if self._remembered is not None and owner_id in self._remembered:
@@ -55,12 +56,20 @@ class Vault:
 
     async def seal(self, owner_id: str, data: dict[str, Any]) -> Sealed:
         """Encrypt `data` (JSON values) with the owner's key, created on first use."""
-        key = await self._key(owner_id, create=True)
-        assert key is not None
+        return await self.seal_json(owner_id, json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str))
+
+    async def seal_json(self, owner_id: str, plain: str) -> Sealed:
+        """Encrypt a JSON object already serialised (a validated model's `model_dump_json()`): `open` reads it back."""
+        cipher = self._ciphers.get(owner_id)
+        if cipher is None:
+            key = await self._key(owner_id, create=True)
+            assert key is not None
+            cipher = AESGCM(key)
+            if self._remembered is not None:
+                self._ciphers[owner_id] = cipher
         nonce = os.urandom(NONCE_BYTES)
-        plain = json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str).encode()
-        cipher = AESGCM(key).encrypt(nonce, plain, owner_id.encode())
-        return Sealed(key_id=owner_id, ciphertext=base64.b64encode(nonce + cipher).decode())
+        sealed = cipher.encrypt(nonce, plain.encode(), owner_id.encode())
+        return Sealed(key_id=owner_id, ciphertext=base64.b64encode(nonce + sealed).decode())
 
     async def open(self, sealed: Sealed | None) -> dict[str, Any] | None:
         """The data, or None once the owner's key was erased."""
@@ -82,6 +91,7 @@ class Vault:
         await self.documents.delete(self.collection, owner_id)
         if self._remembered is not None:
             self._remembered.pop(owner_id, None)
+        self._ciphers.pop(owner_id, None)
 
     async def forget_created_before(self, moment: datetime) -> list[str]:
         """Shred every key created before `moment` (retention of keys shared by many records)."""

@@ -117,7 +117,7 @@ async def test_a_writer_dead_between_outbox_and_commit_blocks_its_version_until_
     store = storage.store
     try:
         await store.append("m1", 0, reopened("m1", 1))
-        outbox = store._outbox  # the dead writer's half-done append, as it left it
+        outbox = store.inner._outbox  # the dead writer's half-done append, as it left it
         await outbox.insert_one(
             {"_id": "m1:2", "stream_id": "m1", "first": 2, "size": 1, "recorded_at": datetime.now(UTC)}
         )

@@ -9,8 +9,17 @@ from prometheus_client import REGISTRY
 
 from shared.events import Envelope, MissionFilled, MissionReopened
 from shared.runtime.backend import open_bus, open_storage
-from shared.runtime.consumers import INBOX, ConsumerRunner, Subscriber, dead_letter_topic
+from shared.runtime.consumers import (
+    POSITIONS,
+    REMEMBERED_IDS,
+    ConsumerRunner,
+    Subscriber,
+    dead_letter_topic,
+    pause_group,
+    resume_group,
+)
 from shared.runtime.ports import Message, OutgoingMessage, Unavailable
+from shared.runtime.projections import fresh_document
 from shared.runtime.relay import Relay
 from tests.conftest import eventually
 
@@ -161,7 +170,8 @@ async def test_redelivered_events_are_handled_once_even_across_restarts(platform
     finally:
         await second.stop()
     assert projection.handled == [1, 2, 3, 4, 5, 6]
-    assert await storage.documents.count(INBOX, {"group": "projection"}) == 6
+    # what the group remembers is bounded: one record per partition it consumed, however many events
+    assert await storage.documents.count(POSITIONS, {"group": "projection"}) == 1
 
 
 async def test_a_transient_failure_is_retried_then_handled(platform):
@@ -330,3 +340,121 @@ async def test_a_starting_consumer_logs_the_backlog_it_finds_and_when_it_is_drai
     assert (found["group"], found["backlog"]) == (group, 5)
     done = next(line for line in logs if line["event"] == "backlog_drained")
     assert (done["group"], done["drained"]) == (group, 5)
+
+
+class Writes:
+    """Counts the round trips of batched writes a store makes."""
+
+    def __init__(self, documents) -> None:
+        self.calls: list[int] = []
+        self._write = documents.inner.write
+        documents.inner.write = self
+
+    async def __call__(self, writes) -> None:
+        self.calls.append(len(writes))
+        await self._write(writes)
+
+
+async def test_a_batch_of_events_writes_its_read_models_in_one_round_trip(platform):
+    storage, bus = platform
+    writes = Writes(storage.documents)
+
+    async def count(event: MissionReopened, envelope: Envelope) -> None:
+        doc = await storage.documents.get("counts", event.mission_id) or {"n": 0}
+        await storage.documents.put("counts", event.mission_id, {"n": doc["n"] + 1})
+
+    await publish(bus, [reopened("m1", v) for v in range(1, 51)])  # queued before the group starts: one poll
+    member = ConsumerRunner(Subscriber("counting", {MissionReopened: count}), bus, storage.documents)
+    await member.start()
+    try:
+
+        async def all_counted() -> bool:
+            return (await storage.documents.get("counts", "m1") or {}).get("n") == 50
+
+        await eventually(all_counted, what="fifty events counted")
+    finally:
+        await member.stop()
+    assert len(writes.calls) < 50 and sum(writes.calls) < 100  # not a write per event, not two
+
+
+async def test_a_paused_group_waits_and_goes_on_where_it_stopped(platform):
+    storage, bus = platform
+    projection = Projection()
+    member = runner(platform, projection, group="paused")
+    await pause_group(storage.documents, "paused", by="replay")
+    await member.start()
+    try:
+        await publish(bus, [reopened("m1", v) for v in (1, 2, 3)])
+
+        async def holding() -> bool:
+            return member.paused == "replay"
+
+        await eventually(holding, what="the member to see the pause")
+        assert projection.handled == []
+        assert member.health() == "ok"  # held by an operator: not stuck
+        await resume_group(storage.documents, "paused")
+        await eventually(lambda: projection.handled_at_least(3), what="the events after the pause")
+    finally:
+        await member.stop()
+    assert projection.handled == [1, 2, 3]
+
+
+async def test_a_write_refused_at_the_flush_hands_the_batch_over_one_by_one(platform):
+    storage, bus = platform
+    dead: list[Message] = []
+
+    async def record_dead(message: Message) -> None:
+        dead.append(message)
+
+    watcher = bus.subscribe("dlq-watch-flush", [dead_letter_topic("missions.mission")], record_dead)
+    await watcher.start()
+    await storage.documents.ensure_index("places", ["seat"], unique=True)
+    await storage.documents.put("places", "taken", {"seat": 2})
+
+    async def seat(event: MissionReopened, envelope: Envelope) -> None:
+        await storage.documents.put("places", event.mission_id, {"seat": event.free_places})
+
+    await publish(bus, [reopened(f"m{v}", v) for v in (1, 2, 3)])
+    member = ConsumerRunner(Subscriber("seating", {MissionReopened: seat}), bus, storage.documents, backoff=0.001)
+    await member.start()
+    try:
+
+        async def seated_and_refused() -> bool:
+            seated = [await storage.documents.get("places", f"m{v}") for v in (1, 3)]
+            return all(seated) and len(dead) == 1
+
+        await eventually(seated_and_refused, what="the others seated and the colliding one dead-lettered")
+    finally:
+        await member.stop()
+        await watcher.stop()
+    assert await storage.documents.get("places", "m2") is None
+    assert dict(dead[0].headers)["x-error-type"] == b"DuplicateKeyError"
+
+
+async def test_an_event_republished_beyond_the_remembered_ids_is_absorbed_by_its_version_guard(platform):
+    storage, bus = platform
+
+    async def project(event: MissionReopened, envelope: Envelope) -> None:
+        doc = await fresh_document(storage.documents, "reopenings", envelope.stream_id, envelope)
+        if doc is not None:
+            await storage.documents.put("reopenings", envelope.stream_id, {**doc, "n": doc.get("n", 0) + 1})
+
+    first = reopened("m1", 1)
+    later = [reopened("m1", v) for v in range(2, REMEMBERED_IDS + 3)]
+    member = ConsumerRunner(Subscriber("guarded", {MissionReopened: project}), bus, storage.documents)
+    await member.start()
+    try:
+        await publish(bus, [first, *later, first])  # the first again, once its id left the window
+
+        async def all_projected() -> bool:
+            return (await storage.documents.get("reopenings", "m1") or {}).get("version") == REMEMBERED_IDS + 2
+
+        await eventually(all_projected, what="every version projected")
+        await eventually(lambda: _committed(bus, "guarded"), what="the republished event handled")
+    finally:
+        await member.stop()
+    assert (await storage.documents.get("reopenings", "m1"))["n"] == REMEMBERED_IDS + 2
+
+
+async def _committed(bus, group: str) -> bool:
+    return not any((await bus.lag(group, ["missions.mission"])).values())

@@ -15,14 +15,17 @@ from prometheus_client import REGISTRY
 
 from services.__main__ import SERVICES
 from services.gateway import domain
-from services.gateway.api import ROUTES
+from services.gateway.api import ROUTES, edge
+from services.gateway.api.edge import RateLimiter
+from services.gateway.api.intake import SignUpRoute
 from services.gateway.domain import digest
 from services.gateway.handlers import INVITATIONS, Accounts
 from shared.events import SignUpRequested, new_id
 from shared.events.vocabulary import Sealed
-from shared.runtime.app import create_app
+from shared.runtime.app import DirectRoutes, create_app
 from shared.runtime.mail import MAILBOX
 from shared.runtime.ports import OutgoingMessage
+from shared.runtime.problems import Problem
 from tests.conftest import NO_RATE_LIMITS, eventually, make_settings
 
 PASSWORD = "Cerf-volant bleu 2026 !"
@@ -456,6 +459,22 @@ async def test_a_crowd_behind_one_address_signs_up_while_one_email_is_limited(se
         assert [a.status_code for a in same] == [401, 401, 429]
 
 
+def test_a_sweep_of_the_rate_limits_forgets_no_key_still_inside_its_window(monkeypatch):
+    """Sign-ups check a 1 s ceiling between their 60 s limits: a sweep run by that check keeps the others."""
+    limiter, moment = RateLimiter(), [1000.0]
+    monkeypatch.setattr(RateLimiter, "SWEEP_EVERY", 4)
+    monkeypatch.setattr(edge.time, "monotonic", lambda: moment[0])
+    limiter.check("email:sign_up:a@b.fr", 1)
+    moment[0] += 5
+    for _ in range(3):
+        limiter.check("intake:sign_up", 1000, window=1.0)  # the fourth check of all sweeps
+    assert "email:sign_up:a@b.fr" in limiter.hits
+    with pytest.raises(Problem):
+        limiter.check("email:sign_up:a@b.fr", 1)
+    moment[0] += 61
+    limiter.check("email:sign_up:a@b.fr", 1)
+
+
 async def test_a_forged_forwarded_header_changes_nothing_and_a_trusted_proxy_is_believed(settings):
     async with platform(settings, ip_rate_limit_per_minute=3, trusted_proxies="10.9.0.0/16") as app:
         async with client_of(app, "203.0.113.7") as stranger:
@@ -513,6 +532,99 @@ async def test_sign_up_bodies_over_the_limit_and_malformed_json_are_refused(gate
     )
     assert (broken.status_code, broken.json()["code"]) == (400, "malformed_json")
     assert list(broken.json()["fields"]) == ["body"]  # not a character offset
+
+
+async def streamed_over_the_limit():
+    yield b'{"password": "' + b"x" * 40_000
+    yield b"x" * 40_000 + b'", "volunteer": {}}'
+
+
+JSON_BODY = {"content-type": "application/json"}
+SIGN_UP_REFUSALS = {
+    "invalid profile": lambda: {"json": {"password": PASSWORD, "volunteer": {**VOLUNTEER, "birth_date": "2090-01-01"}}},
+    "unknown field": lambda: {"json": {"password": PASSWORD, "volunteer": {**VOLUNTEER, "nickname": "Lulu"}}},
+    "weak password": lambda: {"json": {"password": "azertyuiop", "volunteer": VOLUNTEER}},
+    "malformed JSON": lambda: {
+        "content": b'{"password": "x", "volunteer": {',
+        "headers": {"content-type": "application/json"},
+    },
+    "empty body": lambda: {"content": b"", "headers": {"content-type": "application/json; charset=utf-8"}},
+    "a list": lambda: {"json": [VOLUNTEER]},
+    "a form": lambda: {"data": {"password": PASSWORD}},
+    "no content type": lambda: {"content": b'{"password": "x"}'},
+    "streamed over the limit": lambda: {
+        "content": streamed_over_the_limit(),
+        "headers": {"content-type": "application/json"},
+    },
+}
+
+
+def sign_ups_timed(status: str) -> float:
+    return (
+        REGISTRY.get_sample_value(
+            "civique_http_request_seconds_count", {"method": "POST", "route": "/volunteers", "status": status}
+        )
+        or 0.0
+    )
+
+
+async def test_sign_ups_go_straight_to_their_route_once_learnt_and_are_answered_alike(gateway, monkeypatch):
+    """DirectRoutes learns the sign-up route from its first request, and hands it the next ones past FastAPI's
+    routing (ADR 0010): a plain one is accepted there, anything else is answered by the regular path."""
+
+    async def answers() -> dict:
+        found = {}
+        for name, request in SIGN_UP_REFUSALS.items():
+            answer = await gateway.client.post("/api/v1/volunteers", **request())
+            found[name] = (answer.status_code, answer.json(), answer.headers["content-type"], sorted(answer.headers))
+        return found
+
+    with monkeypatch.context() as unlearnt:
+        unlearnt.setattr(DirectRoutes, "_learn", lambda self, scope: None)
+        regular = await answers()
+    assert regular["streamed over the limit"][0] != 202 and regular["weak password"][1]["code"] == "weak_password"
+    straight = []
+    direct = SignUpRoute.direct
+
+    async def spied(self, *args) -> None:
+        straight.append(1)
+        await direct(self, *args)
+
+    monkeypatch.setattr(SignUpRoute, "direct", spied)
+    for _ in range(2):  # another method on the same path is never learnt: no sign-up by GET
+        wrong = await gateway.client.request(
+            "GET", "/api/v1/volunteers", json={"password": PASSWORD, "volunteer": VOLUNTEER}
+        )
+        assert wrong.status_code == 405 and straight == []
+    first = await gateway.post("/volunteers", json={"password": PASSWORD, "volunteer": VOLUNTEER})
+    assert first.status_code == 202 and straight == []  # the regular path, which DirectRoutes learns from
+    assert await answers() == regular
+    assert len(straight) == len(SIGN_UP_REFUSALS)
+
+    before, timed = accepted_sign_ups(), sign_ups_timed("202")
+    other = {**VOLUNTEER, "email": "lucie.bis@exemple.fr"}
+    accepted = await gateway.post("/volunteers", json={"password": PASSWORD, "volunteer": other})
+    assert len(straight) == len(SIGN_UP_REFUSALS) + 1
+    assert accepted.status_code == 202 and accepted.json()["status"] == "pending"
+    assert sorted(accepted.headers) == sorted(first.headers) and accepted.headers["content-type"] == "application/json"
+    assert accepted_sign_ups() == before + 1 and sign_ups_timed("202") == timed + 1
+    done = await gateway.finished(accepted.json()["request_id"])
+    assert done["status"] == "done" and done["resource"]["account_id"] == done["resource"]["volunteer_id"]
+    assert (await gateway.login("lucie.bis@exemple.fr"))["role"] == "volunteer"
+
+
+async def test_a_learnt_sign_up_route_still_sheds_load_with_a_429(settings):
+    async with platform(settings, sign_up_limit_per_second=2) as app, client_of(app, "10.0.0.5") as client:
+        answers = [
+            await client.post(
+                "/api/v1/volunteers",
+                json={"password": PASSWORD, "volunteer": {**VOLUNTEER, "email": f"vague{n}@exemple.fr"}},
+            )
+            for n in range(3)
+        ]
+        assert [a.status_code for a in answers] == [202, 202, 429]
+        assert answers[2].json()["code"] == "too_many_requests" and int(answers[2].headers["retry-after"]) >= 1
+        assert answers[2].headers["content-type"] == "application/problem+json"
 
 
 async def test_a_refused_organisation_registration_creates_no_account_and_sends_nothing(gateway):
@@ -604,6 +716,8 @@ async def test_a_sign_up_answers_503_at_once_when_the_bus_is_away_and_a_retry_ke
         answer = await client.post("/api/v1/volunteers", json=body, headers={"idempotency-key": "k-503"})
         assert (answer.status_code, answer.json()["code"]) == (503, "intake_unavailable")
         assert int(answer.headers["retry-after"]) >= 1 and "réessayez" in answer.json()["detail"]
+        plain = await client.post("/api/v1/volunteers", json=body)  # straight to the learnt route (ADR 0010)
+        assert (plain.status_code, plain.json(), plain.headers["retry-after"]) == (503, answer.json(), "5")
     async with platform(settings) as app, client_of(app, "10.0.0.4") as client:
         retried = await client.post("/api/v1/volunteers", json=body, headers={"idempotency-key": "k-503"})
         assert retried.status_code == 202

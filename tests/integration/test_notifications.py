@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from datetime import UTC, date, datetime, timedelta
 
 import httpx
@@ -14,6 +15,7 @@ from prometheus_client import REGISTRY
 
 from services.notifications import service as notifications_service
 from services.notifications.consumers import CONSUMED
+from services.notifications.domain import delivery_key
 from services.notifications.handlers import DELIVERIES, Notifications
 from shared.events import (
     AccountOpened,
@@ -52,7 +54,6 @@ from shared.events import (
 from shared.events.vocabulary import MissionContent, Place, SafetyConditions
 from shared.runtime.app import create_app
 from shared.runtime.backend import open_bus, open_storage
-from shared.runtime.consumers import INBOX
 from shared.runtime.ports import OutgoingMessage
 from shared.runtime.vault import Vault
 from tests.conftest import ROOT, env_of, eventually, free_port, service_headers
@@ -135,8 +136,11 @@ class World:
         """Every event said was handled, and nothing is queued: every e-mail was sent, held, or given up."""
 
         async def done() -> bool:
-            handled = await self.ctx.documents.count(INBOX, {"group": "notifications.mail"})
-            return handled >= len(self.said) and await self.ctx.documents.count(DELIVERIES, {"status": "queued"}) == 0
+            (mail,) = [
+                r for r in self.app.state.runtime.running["notifications"].runners if r.group == "notifications.mail"
+            ]
+            lag = await self.ctx.bus.lag(mail.group, mail.subscriber.topics)
+            return not any(lag.values()) and await self.ctx.documents.count(DELIVERIES, {"status": "queued"}) == 0
 
         await eventually(done, what="the delivery log to settle")
 
@@ -902,12 +906,13 @@ async def test_service_killed_while_sending_sends_each_email_at_most_once(settin
             env=env_of(settings),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            start_new_session=True,  # its group: the service and the worker processes it starts
         )
 
     def kill_once() -> None:
         if killed_at_hooks:
             killed_at_hooks.clear()
-            os.kill(process.pid, signal.SIGKILL)
+            os.killpg(process.pid, signal.SIGKILL)  # the whole service: the sender may run in a worker
             process.wait()
 
     killed_at_hooks = [killed_at]
@@ -938,3 +943,79 @@ async def test_service_killed_while_sending_sends_each_email_at_most_once(settin
 
 async def _returned(process: subprocess.Popen) -> bool:
     return process.poll() is not None
+
+
+# ---- an e-mail that cannot be written, that may have left unanswered, that another sender holds ----
+
+
+def _metric(name: str, reason: str) -> float:
+    return REGISTRY.get_sample_value(name, {"reason": reason}) or 0
+
+
+async def test_an_address_no_email_can_carry_is_dead_lettered_and_nothing_is_sent(world):
+    await world.settled()
+    received, dead = len(world.smtp.received), _metric("civique_mail_dead_letters_total", "address_unwritable")
+    sealed = await world.seal("volunteer-2", {"first_name": "Élodie", "email": "élodie@exemple.fr"})  # SMTPUTF8 only
+    await world.say(registered("volunteer-2", sealed))
+    await eventually(lambda: _count(world, status="dead", recipient_id="volunteer-2", n=1), what="the welcome dead")
+    (letter,) = await world.deliveries(recipient_id="volunteer-2")
+    assert letter["template"] == "volunteer_welcome" and "address" in letter["reason"]
+    assert _metric("civique_mail_dead_letters_total", "address_unwritable") == dead + 1
+    await world.settled()
+    assert len(world.smtp.received) == received
+
+
+async def test_no_answer_to_the_content_is_reported_unconfirmed_and_never_repeated(world):
+    """The content went, the server's answer did not come: it may have been accepted, so it is not sent again."""
+    await world.settled()
+    world.ctx.settings.smtp_timeout_s = 0.5
+    await world.notifications.log.mailer.close()  # the connections opened from now on wait 0.5 s for an answer
+    unconfirmed = _metric("civique_mail_unconfirmed_total", "no_answer_to_content")
+    slow = [1.5]
+
+    def answer_too_late() -> None:
+        if slow:
+            time.sleep(slow.pop())  # the server's own thread: its answer comes after the client gave up
+
+    world.smtp.on_data = answer_too_late
+    await world.say(ApplicationRefused(**ids(), reason="other"))
+    await eventually(
+        lambda: _count(world, status="unconfirmed", template="application_refused", n=1), what="it unconfirmed"
+    )
+    (letter,) = await world.deliveries(template="application_refused")
+    assert letter["reason"].startswith("no_answer_to_content")
+    assert _metric("civique_mail_unconfirmed_total", "no_answer_to_content") == unconfirmed + 1
+    for _ in range(2):
+        await world.notifications.log.send_due()
+    await world.settled()
+    assert len(world.smtp.to(VOLUNTEER_EMAIL, "n’a pas été retenue")) == 1  # what the server got, once
+    assert await world.ctx.documents.get("delivery_claims", letter["id"])  # the claim stays
+
+
+async def test_another_senders_claim_leaves_the_email_to_it_even_through_a_refusal(world):
+    """A claim the sender did not make is never released by it (a refusal of the recipient included), and is
+    reported unconfirmed once it outlived `mail_unconfirmed_after_s`: the other sender may have sent it."""
+    await world.settled()
+    world.ctx.settings.mail_unconfirmed_after_s = 1.0
+    unconfirmed = _metric("civique_mail_unconfirmed_total", "interrupted_after_claim")
+    refusals = [RuntimeError("recipient refused for now")]  # aiosmtpd answers 500
+
+    def refuse_once() -> None:
+        if refusals:
+            raise refusals.pop()
+
+    world.smtp.on_rcpt = refuse_once
+    refused = ApplicationRefused(**ids(), reason="other")
+    world.versions[refused.stream_id()] = version = world.versions.get(refused.stream_id(), 0) + 1
+    envelope = refused.envelope(version)
+    key = delivery_key(str(envelope.event_id), VOLUNTEER, "application_refused")
+    claim = {"claimed_at": datetime.now(UTC).isoformat(), "by": "another-replica"}
+    await world.ctx.documents.insert("delivery_claims", key, claim)
+    world.said.append(envelope)
+    await world.app.state.runtime.bus.publish([OutgoingMessage.of(envelope)])
+    await eventually(lambda: _count(world, status="unconfirmed", id=key, n=1), what="the e-mail unconfirmed")
+    assert not refusals  # the refusal came while the claim was young: the claim stayed
+    assert await world.ctx.documents.get("delivery_claims", key) == claim
+    assert _metric("civique_mail_unconfirmed_total", "interrupted_after_claim") == unconfirmed + 1
+    await world.settled()
+    assert not world.smtp.to(VOLUNTEER_EMAIL, "n’a pas été retenue")

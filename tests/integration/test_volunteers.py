@@ -459,7 +459,7 @@ async def test_a_sign_up_whose_earlier_try_died_between_its_two_writes_waits_ins
         await volunteers.context.documents.insert(
             EMAILS, handlers.email_key("benevole90@exemple.fr"), {"volunteer_id": dead_id}
         )
-        outbox = volunteers.context.store._outbox  # the dead try's claim, as it left it
+        outbox = volunteers.context.store.inner._outbox  # the dead try's claim, as it left it
         claim = {"stream_id": dead_id, "first": 1, "size": 1, "recorded_at": datetime.now(UTC)}
         await outbox.insert_one({"_id": f"{dead_id}:1", **claim})
 

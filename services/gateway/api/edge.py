@@ -102,10 +102,12 @@ class RateLimiter:
     def __init__(self) -> None:
         self.hits: dict[str, deque[float]] = defaultdict(deque)
         self.checks = 0
+        self.longest = 0.0  # the longest window checked: a sweep keeps every key still inside its own window
 
     def check(self, key: str, limit: int, window: float = 60.0) -> None:
         moment = time.monotonic()
-        self._sweep(moment, window)
+        self.longest = max(self.longest, window)
+        self._sweep(moment)
         hits = self.hits[key]
         while hits and hits[0] <= moment - window:
             hits.popleft()
@@ -119,10 +121,10 @@ class RateLimiter:
             )
         hits.append(moment)
 
-    def _sweep(self, moment: float, window: float) -> None:
+    def _sweep(self, moment: float) -> None:
         self.checks += 1
-        if self.checks % self.SWEEP_EVERY == 0:
-            for key in [k for k, hits in self.hits.items() if not hits or hits[-1] <= moment - window]:
+        if self.checks % self.SWEEP_EVERY == 0:  # with the longest window: the sign-ups' 1 s one would forget e-mails
+            for key in [k for k, hits in self.hits.items() if not hits or hits[-1] <= moment - self.longest]:
                 del self.hits[key]
 
 
