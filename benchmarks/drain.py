@@ -62,6 +62,7 @@ from services.gateway.handlers.accounts import HASHER, Accounts  # noqa: E402
 from shared.events import SignUpRequested  # noqa: E402
 from shared.runtime.app import ServiceContext  # noqa: E402
 from shared.runtime.backend import Storage, database_name, open_bus, open_storage  # noqa: E402
+from shared.runtime.mail import MAILBOX  # noqa: E402
 from shared.runtime.memory import InMemoryDocumentStore, InMemoryEventStore  # noqa: E402
 from shared.runtime.ports import EventBus  # noqa: E402
 from shared.runtime.settings import Settings  # noqa: E402
@@ -300,8 +301,9 @@ class Platform:
         left: dict[str, int] = {}
         while quiet < 2:
             self.check_alive()
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.label}: still busy after {within_s:.0f} s ({what}): {left}")
+            if time.monotonic() > deadline:  # reported, not fatal: the measure goes on, on a busier platform
+                row("  DEFECT", self.label, f"still busy {within_s:.0f} s {what}:", left)
+                return
             await asyncio.sleep(1.0)
             left = await self.busy()
             quiet = quiet + 1 if not left else 0
@@ -347,7 +349,8 @@ def new_platform(backend: str, label: str, scratch: Path, servers: dict[str, str
 
 
 async def drop_namespace(settings: Settings) -> None:
-    """A broker holds open files per partition, FerretDB a table per collection: what a run made goes."""
+    """A broker holds open files per partition, FerretDB a table per collection: what a run made goes (its
+    consumer groups' offsets stay until the broker's retention: aiokafka's admin client cannot delete groups)."""
     from aiokafka.admin import AIOKafkaAdminClient
     from pymongo import AsyncMongoClient
 
@@ -358,10 +361,6 @@ async def drop_namespace(settings: Settings) -> None:
         topics = [t for t in await admin.list_topics() if t.startswith(prefix)]
         if topics:
             await admin.delete_topics(topics)
-        groups = [g for g, *_ in await admin.list_consumer_groups() if g.startswith(prefix)]
-        if groups:
-            with contextlib.suppress(Exception):
-                await admin.delete_consumer_groups(groups)
     except Exception as exc:
         print(f"could not delete the topics of {prefix}: {exc!r}")
     finally:
@@ -441,8 +440,16 @@ class Burst:
 Request = tuple[str, bytes, str | None]  # path, JSON body, bearer token
 
 
-async def drive(url: str, requests: Sequence[Request], concurrency: int, *, warmup: Sequence[Request] = ()) -> Burst:
-    """POST every request, `concurrency` at a time over kept-alive connections; `warmup` first, not counted."""
+async def drive(
+    url: str,
+    requests: Sequence[Request],
+    concurrency: int,
+    *,
+    warmup: Sequence[Request] = (),
+    then: Callable[[], Awaitable[None]] | None = None,
+) -> Burst:
+    """POST every request, `concurrency` at a time over kept-alive connections; `warmup` first, not counted,
+    then `then` (awaited before the clock starts)."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     answers: Counter[str] = Counter()
     latencies: list[float] = []
@@ -475,6 +482,8 @@ async def drive(url: str, requests: Sequence[Request], concurrency: int, *, warm
 
         if warmup:
             await asyncio.gather(*(one_client(iter([w]), False) for w in warmup))
+        if then is not None:
+            await then()
         queue = iter(requests)
         started = time.perf_counter()
         await asyncio.gather(*(one_client(queue, True) for _ in range(concurrency)))
@@ -711,16 +720,30 @@ async def api(
 
 
 async def prepare(platform: Platform, mint: TokenMint, volunteers: int) -> Setup:
-    """Through the public API: a referent, organisations approved, missions published, volunteers signed up.
-    The admin's and referent's tokens are minted (no account needed by their routes); each organisation is
-    registered with its manager's account, whose address the notifications service needs for its e-mails."""
+    """Through the public API: a referent invited, organisations registered with their managers' accounts and
+    approved, missions published, volunteers signed up. Access tokens are minted rather than logged in for:
+    the admin (no account needed by its routes), the referent, the managers, the volunteers."""
     run = uuid.uuid4().hex[:8]
     admin = await mint.token(f"drain-admin-{run}", "admin")
-    referent_id = f"drain-referent-{run}"
-    referent = await mint.token(referent_id, "referent")
     setup = Setup([], [], {}, {}, {})
     async with httpx.AsyncClient(base_url=platform.url, timeout=60) as client:
-        await api(client, "PUT", f"/referents/{referent_id}", admin, {"departments": [DEPARTMENT]}, ok=(200, 204))
+        # the referent as one is made: invited, the token read in the invitation e-mail (the local mailbox)
+        email = f"referente-{run}@exemple.fr"
+        invitation = {"email": email, "departments": [DEPARTMENT]}
+        await api(client, "POST", "/referent-invitations", admin, invitation, ok=(201,))
+        letters: list[dict[str, Any]] = []
+
+        async def invited() -> bool:
+            platform.check_alive()
+            letters[:] = await platform.storage("notifications").documents.find(MAILBOX, {"to": email})
+            return bool(letters)
+
+        await until(invited, 300, "the referent's invitation e-mail")
+        token = re.search(r"token=([\w-]+)", letters[0]["text"])
+        assert token is not None, "no token in the invitation e-mail"
+        path = f"/referent-invitations/{token.group(1)}/accept"
+        accepted = await api(client, "POST", path, None, {"password": PASSWORD}, ok=(201,))
+        referent = await mint.token(accepted.json()["account_id"], "referent")
 
         async def appointed() -> bool:
             return (await api(client, "GET", f"/departments/{DEPARTMENT}/queue", referent)).status_code == 200
@@ -880,7 +903,7 @@ async def application_drains(platform: Platform, worker_counts: Sequence[int]) -
                 moved_at, before = at, seen
             if at > deadline or (first_at is not None and at - moved_at > ARGS.stall):
                 break
-            await asyncio.sleep(ARGS.poll)
+            await asyncio.sleep(ARGS.poll or (0.25 if platform.backend == "embedded" else 1.0))
         if first_at is None or last_at is None:
             row(
                 "  DEFECT",
@@ -946,9 +969,21 @@ async def embedded_intake(platform: Platform) -> dict[str, Any]:
     run = uuid.uuid4().hex[:8]
     clients = ARGS.intake_clients
     warmup = [sign_up(f"warm{run}", n) for n in range(clients)]  # one per connection: opened before the clock
-    burst = await drive(platform.url, [sign_up(run, n) for n in range(ARGS.intake_signups)], clients, warmup=warmup)
+    accounts = platform.storage("gateway").documents
+
+    async def draining() -> None:  # the clock starts once the worker carries sign-ups out
+        async def carried_out() -> bool:
+            platform.check_alive()
+            return await accounts.count("accounts") > 0
+
+        await until(carried_out, 300, "the first sign-up carried out by the worker", every_s=0.1)
+
+    signups = [sign_up(run, n) for n in range(ARGS.intake_signups)]
+    before = time.monotonic()
+    burst = await drive(platform.url, signups, clients, warmup=warmup, then=draining)
     check_burst(burst, "embedded default: sign-ups")
-    carried = await platform.count("gateway", "accounts")
+    carried = await accounts.count("accounts")
+    row(platform.label, f"worker draining {time.monotonic() - before - burst.seconds:.1f} s after the warm-up began")
     figures = {
         "signups": burst.sent,
         "clients": clients,
@@ -958,12 +993,12 @@ async def embedded_intake(platform: Platform) -> dict[str, Any]:
         "p50_ms": round(burst.percentile(50), 1),
         "p99_ms": round(burst.percentile(99), 1),
         "seconds": round(burst.seconds, 2),
-        "carried_out_during_burst": carried,
+        "carried_out_by_burst_end": carried,  # warm-up sign-ups included
     }
     row(
         platform.label,
         f"{burst.accepted:,} of {burst.sent:,} accepted in {burst.seconds:.2f} s: {burst.per_s:,.0f}/s, "
-        f"p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms; {carried} sign-ups carried out meanwhile",
+        f"p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms; {carried} carried out by its end",
     )
     return figures
 
@@ -1058,10 +1093,16 @@ def ferretdb_process(pid: int) -> tuple[str | None, str]:
 
 
 def kafka_version(bootstrap: str) -> str:
+    """From the command line of the broker listening on the bootstrap port (its jars' directory), else of any
+    broker of this machine."""
     pid = listening_pid(int(bootstrap.split(",")[0].rsplit(":", 1)[1]))
-    words = " ".join(cmdline(pid)) if pid else ""
-    found = re.search(r"kafka_\d+\.\d+-([\d.]+)\.jar|kafka-([\d.]+)/libs", words)
-    return f"Kafka {found.group(1) or found.group(2)}" if found else "Kafka"
+    candidates = [pid] if pid else []
+    candidates += [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+    for candidate in candidates:
+        words = " ".join(cmdline(candidate))
+        if "kafka.Kafka" in words and (found := re.search(r"kafka_\d+\.\d+-([\d.]+)\.jar|kafka-([\d.]+)/libs", words)):
+            return f"Kafka {found.group(1) or found.group(2)}"
+    return "Kafka"
 
 
 # ---- the report ----
@@ -1180,8 +1221,9 @@ def section(merged: dict[str, Any]) -> str:
         texts.append(
             f"""Embedded default: `python -m services` as `make run` starts it (one worker process of its own, nice
             10, for the consumers and jobs), {intake["signups"]:,} sign-ups from {intake["clients"]} clients over
-            kept-alive connections (one warm-up sign-up each, before the clock) while the drain runs:
-            {intake["carried_out_during_burst"]:,} were carried out before the burst ended."""
+            kept-alive connections while the drain runs: one warm-up sign-up a connection, then the clock starts
+            once the worker has carried the first out; {intake["carried_out_by_burst_end"]:,} were carried out
+            by the end of the burst."""
         )
     if problems:
         texts.append(f"Warnings and errors the platform logged, by configuration: {json.dumps(problems)}.")
@@ -1218,7 +1260,9 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--intake-signups", type=int, default=2_000)
     parser.add_argument("--intake-clients", type=int, default=32)
     parser.add_argument("--hash-seconds", type=float, default=5.0)
-    parser.add_argument("--poll", type=float, default=0.25, help="seconds between reads of the application drain")
+    parser.add_argument(
+        "--poll", type=float, help="seconds between reads of the application drain (0.25 embedded, 1 on Kafka)"
+    )
     parser.add_argument("--stall", type=float, default=120.0, help="give up a drain that moved not for this long")
     parser.add_argument("--skip-intake", action="store_true")
     parser.add_argument("--skip-signups", action="store_true")

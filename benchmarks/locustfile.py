@@ -39,8 +39,5 @@ class Visitor(FastHttpUser):
             self.client.get("/hello", name="bare")
             return
         body = BODY.replace("{email}", f"spike-{RUN}-{next(SEQUENCE)}@exemple.fr").encode()
-        with self.client.post(
-            "/api/v1/volunteers", data=body, headers=JSON, name="sign-up", catch_response=True
-        ) as response:
-            if response.status_code != 202:
-                response.failure(f"status {response.status_code}")
+        # as plain as the bare request: locust fails any answer >= 400, and the route answers 202 or a problem
+        self.client.post("/api/v1/volunteers", data=body, headers=JSON, name="sign-up")

@@ -70,7 +70,7 @@ async def create_admin(email: str, password: str) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     options = parse(command_line(), argv)
     if options.command == "replay":
-        raise SystemExit(replay_command([service], group=options.group))
+        raise SystemExit(replay_command([service], groups=options.groups))
     if options.command == "create-admin":
         if "@" not in options.email:
             fail(f"« {options.email} » n’est pas une adresse e-mail.")

@@ -316,20 +316,20 @@ class AsyncApiDocument(BaseModel):
     channels: dict[str, Any]
 
 
-def provided(service: str, kind: type[Held]) -> Callable[[Request], Held]:
+def provided(service: str, kind: type[Held]) -> Callable[[Request], Awaitable[Held]]:
     """A FastAPI dependency giving a route the component of `kind` its service built at start."""
 
-    def dependency(request: Request) -> Held:
+    async def dependency(request: Request) -> Held:  # async: FastAPI runs a plain function in a thread
         runtime: Runtime = request.app.state.runtime
         return runtime.context(service).component(kind)
 
     return dependency
 
 
-def service_context(service: str) -> Callable[[Request], ServiceContext]:
+def service_context(service: str) -> Callable[[Request], Awaitable[ServiceContext]]:
     """A FastAPI dependency giving a route the running context of its service."""
 
-    def dependency(request: Request) -> ServiceContext:
+    async def dependency(request: Request) -> ServiceContext:
         runtime: Runtime = request.app.state.runtime
         return runtime.context(service)
 

@@ -74,7 +74,11 @@ def add_replay_command(commands: "argparse._SubParsersAction[Any]") -> None:
         ),
     )
     replay.add_argument(
-        "--group", metavar="GROUPE", help="un seul groupe de consommateurs (sinon tous ceux qui ont des modèles)"
+        "--group",
+        metavar="GROUPE",
+        action="append",
+        dest="groups",
+        help="ce groupe de consommateurs seulement, option répétable (sinon tous ceux qui ont des modèles)",
     )
 
 
@@ -110,7 +114,7 @@ def service_main(services: "Sequence[Service]", *, title: str, prog: str, argv: 
     from shared.runtime.replay import replay_command
 
     if options.command == "replay":
-        raise SystemExit(replay_command(services, group=options.group))
+        raise SystemExit(replay_command(services, groups=options.groups))
     run(services, title=title, host=options.host, port=options.port)
 
 

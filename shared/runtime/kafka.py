@@ -17,7 +17,15 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
 
-from shared.runtime.ports import BatchHandler, Message, MessageHandler, Offsets, OutgoingMessage, hand_over
+from shared.runtime.ports import (
+    BatchHandler,
+    HistoryLost,
+    Message,
+    MessageHandler,
+    Offsets,
+    OutgoingMessage,
+    hand_over,
+)
 from shared.runtime.tasks import Supervised, cancel, start_supervised
 
 log = structlog.get_logger("civique.kafka")
@@ -163,7 +171,7 @@ class KafkaEventBus:
     async def _history_bounds(
         self, topics: Sequence[str], until: Offsets, after: Offsets | None
     ) -> dict[TopicPartition, tuple[int, int]]:
-        """(after, until] per partition that has records in between, from the first record the broker still holds."""
+        """(after, until] per partition that has records in between; HistoryLost if the broker deleted some."""
         after = after or {}
         spans = {
             TopicPartition(self.name(topic), partition): (after.get((topic, partition), -1), last)
@@ -174,8 +182,14 @@ class KafkaEventBus:
             return {}
         _, consumer = await self._offsets_clients()
         starts = await consumer.beginning_offsets(list(spans))
-        clipped = {tp: (max(first, starts[tp] - 1), last) for tp, (first, last) in spans.items()}
-        return {tp: span for tp, span in clipped.items() if span[1] > span[0]}
+        lost = [
+            f"{tp.topic}/{tp.partition}"
+            for tp, (first, last) in spans.items()
+            if first < last and starts[tp] > first + 1
+        ]
+        if lost:
+            raise HistoryLost(f"records deleted by retention in {', '.join(lost)} (set retention.ms=-1)")
+        return {tp: span for tp, span in spans.items() if span[1] > span[0]}
 
     async def history(
         self, topics: Sequence[str], until: Offsets, after: Offsets | None = None

@@ -153,14 +153,23 @@ def _part(boundary: str, subtype: str, body: str) -> list[bytes]:
 def _from_header(configured: str) -> tuple[str, str]:
     """The From header and the envelope's sender, from CIVIQUE_MAIL_FROM (the same for every e-mail)."""
     name, address = parseaddr(configured)
-    return _mailbox_header("From", _one_line(name), _ascii_address(address)), _ascii_address(address)
+    try:
+        address = _ascii_address(address)
+    except UnwritableAddress:
+        raise ValueError(f"CIVIQUE_MAIL_FROM is no address an e-mail can carry: {configured!r}") from None
+    return _mailbox_header("From", _one_line(name), address), address
+
+
+def check_sender(configured: str) -> None:
+    """ValueError unless CIVIQUE_MAIL_FROM can be written in every e-mail: at start, rather than per e-mail."""
+    _from_header(configured)
 
 
 def _ascii_address(address: str) -> str:
     """The address as headers and the envelope carry it: a dot-atom local part, the domain in IDNA (xn--) form."""
     local, at, domain = address.strip().rpartition("@")
     try:
-        domain = domain.encode("idna").decode("ascii")
+        domain = domain if domain.isascii() else domain.encode("idna").decode("ascii")
     except UnicodeError:
         domain = ""
     if not at or len(local) > 64 or not DOT_ATOM.fullmatch(local) or not HOSTNAME.fullmatch(domain):

@@ -40,6 +40,11 @@ class StreamBusy(Unavailable, ConcurrencyError):
     (an HTTP answer says 503, not 409: Unavailable comes first)."""
 
 
+class HistoryLost(LookupError):
+    """The bus no longer holds records a replay asks for (a retention deleted them): the read models it would
+    rebuild would miss their events."""
+
+
 class UnsupportedFilter(ValueError):
     """A filter outside the subset both document stores answer identically."""
 
@@ -211,7 +216,8 @@ class EventBus(Protocol):
         name) up to the offsets `until` (inclusive; nothing of a partition it does not name), for a replay of
         read models: no consumer group, nothing committed, no headers (the envelope says everything). Each
         batch keeps every partition's order, and batches follow the order the records were stored in across
-        partitions as far as the bus knows it (the log's order embedded, record timestamps on Kafka)."""
+        partitions as far as the bus knows it (the log's order embedded, record timestamps on Kafka).
+        HistoryLost when records it should deliver are gone."""
         ...
 
     async def ping(self) -> None: ...

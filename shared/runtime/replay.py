@@ -1,7 +1,8 @@
-"""Rebuilding a service's read models from the events on the bus while the service keeps serving (ADR 0011).
+"""Rebuilding read models from the events on the bus while the services keep serving (ADR 0011).
 
-`python -m services.<name> replay [--group G]` replays every consumer group of the service that declares read
-models (`Subscriber.read_models`), or the one named, in one pass over the topics they consume:
+`python -m services.<name> replay [--group G]…` replays every consumer group of the service that declares read
+models (`Subscriber.read_models`), or those named; `replay_services` does the same for several services at once.
+One pass over the topics the groups consume, each event parsed once for every group projecting it:
 1. rebuild: the history up to the last offsets at the start goes through the groups' projections into shadow
    collections (`<name>__rebuild`), held whole in memory (a projection's read never leaves the process) and
    written in bulk; the live groups and the HTTP reads go on meanwhile, on the live collections;
@@ -10,16 +11,17 @@ models (`Subscriber.read_models`), or the one named, in one pass over the topics
    (what comes after is the live group's to handle, reactions included);
 4. swap: each shadow replaces its live collection, keeping the live one's indexes (`replace_collections`), and
    the groups resume from their positions, on the rebuilt read models.
-A failure at any step drops the shadows and resumes the groups: the live read models stay as they were.
-"""
+A failure at any step drops the shadows and resumes the groups: the live read models stay as they were."""
 
 import asyncio
 import contextlib
+import gc
 import os
 import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable, Container, Iterable, Mapping, Sequence
+import uuid
+from collections.abc import Awaitable, Callable, Collection, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, NoReturn, TextIO
@@ -37,6 +39,7 @@ from shared.runtime.ports import (
     DuplicateKeyError,
     EventBus,
     Filter,
+    HistoryLost,
     Message,
     Offsets,
     Projection,
@@ -53,7 +56,7 @@ CONTROL_READ_S = 1.0  # a paused member notices within this (it reads the contro
 STILL_FOR_S = 1.5  # positions unchanged this long after that: the paused groups finished their last batch
 STOP_WITHIN_S = 120.0  # a paused group still moving after this fails the replay
 REMEMBERED_IDS = 500  # per partition, as the consumers (a relay that restarts republishes its last batch)
-LOCK, LOCK_REFRESH_S, LOCK_STALE_S = "replay", 10.0, 60.0  # one replay of a service at a time
+LOCK_REFRESH_S, LOCK_STALE_S = 10.0, 60.0  # one replay of a group at a time
 Partition = tuple[str, int]
 Phase = Literal["rebuild", "pause", "catch_up", "swap", "done"]
 
@@ -64,6 +67,11 @@ class ReplayFailed(Exception):
 
 class NotReplayable(ReplayFailed):
     """What was asked cannot be replayed (a group without read models, a projection doing more than project)."""
+
+
+def lock_of(group: str) -> str:
+    """The record of `consumer_control` that says a replay of the group is under way."""
+    return f"replay:{group}"
 
 
 def shadow_of(collection: str) -> str:
@@ -89,17 +97,19 @@ class ShadowDocuments:
         self._writing: asyncio.Future[None] | None = None
 
     def _collection(self, collection: str) -> dict[str, dict[str, Any]]:
-        try:
-            return self.docs[collection]
-        except KeyError:
-            raise NotReplayable(f"a projection uses {collection}, which is not a read model being rebuilt") from None
+        docs = self.docs.get(collection)
+        if docs is None:
+            raise NotReplayable(f"une projection utilise {collection}, qui n’est pas un modèle de lecture reconstruit")
+        return docs
 
     async def get(self, collection: str, doc_id: str) -> dict[str, Any] | None:
-        found = self._collection(collection).get(doc_id)
+        docs = self.docs.get(collection)  # inlined `_collection`: the hot path of every projection
+        found = (docs if docs is not None else self._collection(collection)).get(doc_id)
         return None if found is None else dict(found)
 
     async def put(self, collection: str, doc_id: str, doc: Mapping[str, Any]) -> None:
-        self._collection(collection)[doc_id] = dict(doc)
+        docs = self.docs.get(collection)
+        (docs if docs is not None else self._collection(collection))[doc_id] = dict(doc)
         self._changed[collection][doc_id] = None
         self.changes += 1
 
@@ -147,10 +157,10 @@ class ShadowDocuments:
             await (self.delete(collection, doc_id) if doc is None else self.put(collection, doc_id, doc))
 
     async def replace_collections(self, replacements: Mapping[str, str]) -> None:
-        raise NotReplayable("a projection replaces collections")
+        raise NotReplayable("une projection remplace des collections")
 
     async def drop_collection(self, collection: str) -> None:
-        raise NotReplayable("a projection drops a collection")
+        raise NotReplayable("une projection supprime une collection")
 
     async def ping(self) -> None:
         await self.store.ping()
@@ -230,7 +240,7 @@ class ServiceReplay:
     def __post_init__(self) -> None:
         collections = [c for s in self.subscribers for c in s.read_models]
         if len(set(collections)) != len(collections):
-            raise NotReplayable(f"two groups of {self.service} declare the same read model: {sorted(collections)}")
+            raise NotReplayable(f"deux groupes de {self.service} déclarent le même modèle de lecture : {collections}")
         self.collections = collections
         self.shadow = ShadowDocuments(self.documents, collections)
 
@@ -319,7 +329,8 @@ class Replay:
             [f"{p.service}.{c}" for p in self.parts for c in p.collections],
         )
         self.progress = Progress(names, "rebuild")
-        self.by = f"replay {socket.gethostname()} pid {os.getpid()}"
+        self.by = f"replay {uuid.uuid4().hex[:8]} on {socket.gethostname()}, pid {os.getpid()}"
+        self.paused_at: float | None = None  # when the live groups were paused
 
     @property
     def every_group(self) -> list[GroupReplay]:
@@ -327,31 +338,29 @@ class Replay:
 
     async def run(self) -> ReplayReport:
         """Rebuild, pause, catch up, swap; on any failure the shadows go and the live models stay."""
+        collecting = gc.isenabled()
+        # millions of long-lived documents without cycles: the cyclic collector would rescan them again and again
+        gc.disable()
+        try:
+            return await self._run()
+        finally:
+            if collecting:
+                gc.enable()
+
+    async def _run(self) -> ReplayReport:
         started = time.monotonic()
         log.info("replay_started", services=self.report.services, groups=self.report.groups)
-        locked: list[ServiceReplay] = []
+        locked: list[tuple[ServiceReplay, str]] = []
         try:
             for part in self.parts:
-                await self._lock(part)
-                locked.append(part)
-                await self._drop_shadows(part)
-            until = await self.bus.last_offsets(self.topics)
-            await self._read(until, None, None)
-            for group in self.every_group:
-                group.applied = {tp: until.get(tp, -1) for tp in group.partitions}
-            self.report.rebuild_s = time.monotonic() - started
-            await self._pause_and_swap()
-        except BaseException as exc:
-            for part in self.parts:
-                await part.shadow.abandon()
-                with contextlib.suppress(Exception):
-                    await self._drop_shadows(part)
-            log.error("replay_failed", services=self.report.services, error=f"{type(exc).__name__}: {exc}")
-            raise
+                for group in self.groups[part.service]:
+                    await self._lock(part, group.group)
+                    locked.append((part, group.group))
+            await self._rebuild_and_swap(started)
         finally:
-            for part in locked:
+            for part, group_name in locked:
                 with contextlib.suppress(Exception):
-                    await part.documents.delete(CONTROL, LOCK)
+                    await part.documents.delete(CONTROL, lock_of(group_name))
         self.report.seconds = time.monotonic() - started
         self.report.projected = {g.group: g.handled for g in self.every_group}
         self.progress = Progress(self.progress.services, "done", self.report.events, self.report.events, started)
@@ -365,50 +374,80 @@ class Replay:
         )
         return self.report
 
-    async def _lock(self, part: ServiceReplay) -> None:
-        """One replay of a service at a time: a second one would write the same shadows."""
+    async def _rebuild_and_swap(self, started: float) -> None:
+        try:
+            try:
+                for part in self.parts:
+                    await self._drop_shadows(part)
+                until = await self.bus.last_offsets(self.topics)
+                await self._read(until, None, None)  # pauses the groups as it is about to end
+                for group in self.every_group:
+                    group.applied = {tp: until.get(tp, -1) for tp in group.partitions}
+                self.report.rebuild_s = time.monotonic() - started
+                await self._catch_up_and_swap()
+            finally:
+                if self.paused_at is not None:
+                    for part in self.parts:
+                        for group in self.groups[part.service]:
+                            await resume_group(part.documents, group.group)
+                    self.report.paused_s = time.monotonic() - self.paused_at
+        except BaseException as exc:
+            for part in self.parts:
+                await part.shadow.abandon()
+                with contextlib.suppress(Exception):
+                    await self._drop_shadows(part)
+            log.error("replay_failed", services=self.report.services, error=f"{type(exc).__name__}: {exc}")
+            raise
+
+    async def _pause(self) -> None:
+        """Hold the live groups (once): from the last seconds of the first pass, so that waiting for them to stop
+        overlaps its end."""
+        if self.paused_at is not None:
+            return
+        self.paused_at = time.monotonic()
+        for part in self.parts:
+            for group in self.groups[part.service]:
+                await pause_group(part.documents, group.group, self.by)
+        log.info("replay_paused", groups=self.report.groups)
+
+    async def _lock(self, part: ServiceReplay, group: str) -> None:
+        """One replay of a group at a time: a second one would write the same shadows."""
         lock = {"by": self.by, "at": datetime.now(UTC).isoformat()}
         try:
-            await part.documents.insert(CONTROL, LOCK, lock)
+            await part.documents.insert(CONTROL, lock_of(group), lock)
         except DuplicateKeyError:
-            held = await part.documents.get(CONTROL, LOCK) or lock
+            held = await part.documents.get(CONTROL, lock_of(group)) or lock
             age = datetime.now(UTC) - datetime.fromisoformat(held["at"])
             if held["by"] != self.by and age.total_seconds() < LOCK_STALE_S:
-                raise ReplayFailed(f"a replay of {part.service} is under way ({held['by']})") from None
-            await part.documents.put(CONTROL, LOCK, lock)  # left by a replay that died
+                raise ReplayFailed(f"un rejeu de {group} est déjà en cours ({held['by']})") from None
+            await part.documents.put(CONTROL, lock_of(group), lock)  # left by a replay that died
 
     async def _refresh_locks(self) -> None:
+        lock = {"by": self.by, "at": datetime.now(UTC).isoformat()}
         for part in self.parts:
-            await part.documents.put(CONTROL, LOCK, {"by": self.by, "at": datetime.now(UTC).isoformat()})
+            for group in self.groups[part.service]:
+                await part.documents.put(CONTROL, lock_of(group.group), lock)
 
-    async def _pause_and_swap(self) -> None:
-        paused_at = time.monotonic()
+    async def _catch_up_and_swap(self) -> None:
+        await self._pause()
+        assert self.paused_at is not None
         await self._tell_phase("pause")
-        try:
-            for part in self.parts:
-                for group in self.groups[part.service]:
-                    await pause_group(part.documents, group.group, self.by)
-            positions = await self._still_positions(paused_at)
-            await self._tell_phase("catch_up")
-            while True:  # a batch that finished late moved a position: take it in too
-                await self._catch_up(positions)
-                moved = await self._positions()
-                if moved == positions:
-                    break
-                positions = moved
-            await self._tell_phase("swap")
-            for part in self.parts:
-                await part.shadow.flush()
-            for part in self.parts:
-                await part.shadow.written()
-            for part in self.parts:
-                await part.documents.replace_collections({c: shadow_of(c) for c in part.collections})
-                log.info("replay_swapped", service=part.service, collections=part.collections)
-        finally:
-            for part in self.parts:
-                for group in self.groups[part.service]:
-                    await resume_group(part.documents, group.group)
-            self.report.paused_s = time.monotonic() - paused_at
+        positions = await self._still_positions(self.paused_at)
+        await self._tell_phase("catch_up")
+        while True:  # a batch that finished late moved a position: take it in too
+            await self._catch_up(positions)
+            moved = await self._positions()
+            if moved == positions:
+                break
+            positions = moved
+        await self._tell_phase("swap")
+        for part in self.parts:
+            await part.shadow.flush()
+        for part in self.parts:
+            await part.shadow.written()
+        for part in self.parts:
+            await part.documents.replace_collections({c: shadow_of(c) for c in part.collections})
+            log.info("replay_swapped", service=part.service, collections=part.collections)
 
     async def _positions(self) -> Positions:
         """Each group's positions: per partition, the last offset it finished and when it wrote that."""
@@ -424,7 +463,7 @@ class Replay:
         last, still_since = await self._positions(), time.monotonic()
         while time.monotonic() - max(still_since, paused_at + CONTROL_READ_S) < STILL_FOR_S:
             if time.monotonic() - paused_at > STOP_WITHIN_S:
-                raise ReplayFailed(f"the groups {self.report.groups} kept handling events while paused")
+                raise ReplayFailed(f"les groupes {self.report.groups} traitent encore des événements malgré la pause")
             await asyncio.sleep(0.1)
             now = await self._positions()
             if now != last:
@@ -452,7 +491,12 @@ class Replay:
     async def _read(self, until: Offsets, after: Offsets | None, targets: Targets | None) -> None:
         """Read the history between the bounds through the projections; with `targets` (catching up), an event
         goes to a group only past what its shadows took in and up to its target."""
-        self.progress.total = await self.bus.history_size(self.topics, until, after)
+        try:
+            self.progress.total = await self.bus.history_size(self.topics, until, after)
+        except HistoryLost as lost:
+            raise ReplayFailed(
+                f"le bus n’a plus tout l’historique, les modèles reconstruits seraient faux : {lost}"
+            ) from lost
         self.progress.done, self.progress.started = 0, time.monotonic()
         await self._tell()
         told = locked = time.monotonic()
@@ -468,6 +512,9 @@ class Replay:
                 if now - told >= 0.2:
                     await self._tell()
                     told = now
+                eta = self.progress.eta_s
+                if targets is None and eta is not None and eta < CONTROL_READ_S + STILL_FOR_S:
+                    await self._pause()
                 if now - locked >= LOCK_REFRESH_S:
                     await self._refresh_locks()
                     locked = now
@@ -512,8 +559,8 @@ class Replay:
                     raise
                 except Exception as exc:
                     raise ReplayFailed(
-                        f"{group.group}: {envelope.type} {envelope.event_id} at {message.topic}/"
-                        f"{message.partition}@{message.offset}: {type(exc).__name__}: {exc}"
+                        f"{group.group} : {envelope.type} {envelope.event_id} en {message.topic}/"
+                        f"{message.partition}@{message.offset} : {type(exc).__name__}: {exc}"
                     ) from exc
                 group.handled += 1
 
@@ -588,19 +635,20 @@ class Refusing:
 
     def __getattr__(self, name: str) -> Callable[..., NoReturn]:
         def refuse(*_: Any, **__: Any) -> NoReturn:
-            raise NotReplayable(f"{self._kind.__name__}.{name}: a replay runs projections only")
+            raise NotReplayable(f"{self._kind.__name__}.{name} : un rejeu n’exécute que des projections")
 
         return refuse
 
 
-def replayable(subscribers: Sequence[Subscriber], group: str | None) -> list[Subscriber]:
-    """The groups to replay: those with read models, or the one named (NotReplayable when it has none)."""
-    if group is None:
+def replayable(subscribers: Sequence[Subscriber], groups: Collection[str] | None) -> list[Subscriber]:
+    """The groups to replay among `subscribers`: those with read models, or those named (NotReplayable for a named
+    group without read models)."""
+    if groups is None:
         return [s for s in subscribers if s.read_models]
-    named = [s for s in subscribers if s.group == group]
-    if named and not named[0].read_models:
+    named = [s for s in subscribers if s.group in groups]
+    if idle := [s.group for s in named if not s.read_models]:
         choices = ", ".join(s.group for s in subscribers if s.read_models) or "aucun"
-        raise NotReplayable(f"le groupe {group} ne déclare pas de modèles de lecture (groupes rejouables : {choices})")
+        raise NotReplayable(f"{', '.join(idle)} : pas de modèles de lecture (groupes rejouables : {choices})")
     return named
 
 
@@ -608,13 +656,13 @@ async def replay_services(
     services: Sequence[Service],
     settings: Settings,
     *,
-    group: str | None = None,
+    groups: Collection[str] | None = None,
     on_progress: ProgressCallback | None = None,
     flush_every: int = FLUSH_EVERY,
 ) -> ReplayReport:
-    """Replay the read models of `services` (every replayable group, or `group`) in one pass over the bus, on the
-    storage and bus the settings name, beside the running services. Their handlers are never built: projections
-    only."""
+    """Replay the read models of `services` (every group that declares some, or the groups named) in one pass over
+    the bus, on the storage and bus the settings name, beside the running services. Their handlers are never
+    built: projections only."""
     runtime = Runtime(settings, services)
     storages = {service.name: open_storage(settings, service.name) for service in services}
     try:
@@ -623,9 +671,10 @@ async def replay_services(
             storage = storages[service.name]
             context = ServiceContext(service.name, settings, storage, runtime.bus, runtime, ProjectionsOnly())
             subscribers = service.subscribers(context)
-            parts.append(ServiceReplay(service.name, storage.documents, replayable(subscribers, group)))
-        if group is not None and not any(part.subscribers for part in parts):
-            raise NotReplayable(f"aucun service ne déclare le groupe {group}")
+            parts.append(ServiceReplay(service.name, storage.documents, replayable(subscribers, groups)))
+        found = {s.group for part in parts for s in part.subscribers}
+        if unknown := sorted(set(groups or ()) - found):
+            raise NotReplayable(f"groupe inconnu de {', '.join(s.name for s in services)} : {', '.join(unknown)}")
         replay = Replay(parts, runtime.bus, settings.partitions, on_progress=on_progress, flush_every=flush_every)
         if not replay.parts:
             return replay.report
@@ -680,13 +729,15 @@ class Printer:
         print(line, file=self.out, flush=True)
 
 
-def replay_command(services: Sequence[Service], *, group: str | None = None, out: TextIO = sys.stdout) -> int:
-    """`python -m services.<name> replay [--group G]`: the exit code (0 done, 1 failed: live models unchanged)."""
+def replay_command(
+    services: Sequence[Service], *, groups: Collection[str] | None = None, out: TextIO = sys.stdout
+) -> int:
+    """`python -m services.<name> replay [--group G]…`: the exit code (0 done, 1 failed: live models unchanged)."""
     settings = Settings()
     configure_logging(settings.log_level, settings.log_json, repeat_interval_s=settings.log_repeat_interval_s)
     names = ", ".join(s.name for s in services)
     try:
-        report = asyncio.run(replay_services(services, settings, group=group, on_progress=Printer(out)))
+        report = asyncio.run(replay_services(services, settings, groups=groups, on_progress=Printer(out)))
     except Exception as failure:  # cleaned up already: shadows dropped, groups resumed
         why = str(failure) if isinstance(failure, ReplayFailed) else f"{type(failure).__name__}: {failure}"
         print(

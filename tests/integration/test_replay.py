@@ -7,10 +7,13 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import pytest
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.records_to_delete import RecordsToDelete
 from fastapi import APIRouter, Depends, HTTPException
 
 from benchmarks.replay import publish_history
@@ -23,14 +26,15 @@ from shared.runtime.ports import DocumentStore, OutgoingMessage, Projection
 from shared.runtime.projections import fresh_document
 from shared.runtime.replay import Progress, ReplayFailed, replay_services, shadow_of
 from shared.runtime.settings import Settings
-from tests.conftest import ROOT, env_of, eventually
+from tests.conftest import ROOT, env_of, eventually, make_settings
 
 GROUP, ORGANIZATIONS = "demo.organizations", "organizations"
 router = APIRouter()
+Demo = Annotated[ServiceContext, Depends(service_context("demo"))]
 
 
 @router.get("/demo/organizations/{organization_id}")
-async def organization(organization_id: str, ctx: ServiceContext = Depends(service_context("demo"))) -> dict:
+async def organization(organization_id: str, ctx: Demo) -> dict:
     found = await ctx.documents.get(ORGANIZATIONS, organization_id)
     if found is None:
         raise HTTPException(404)
@@ -188,6 +192,25 @@ async def test_a_replay_failing_after_the_pause_leaves_the_live_model_and_resume
         await eventually(resumed, what="the group resumed after the failed replay")
 
 
+async def test_a_second_replay_of_a_group_under_replay_stops_and_leaves_the_first_alone(settings, buggy_history):
+    refused: list[ReplayFailed] = []
+
+    async def second_replay(progress: Progress) -> None:
+        if progress.phase == "rebuild" and not refused:
+            with pytest.raises(ReplayFailed, match="déjà en cours") as second:
+                await replay_services([demo(projection(fixed=True))], settings)
+            refused.append(second.value)
+
+    report = await replay_services([demo(projection(fixed=True))], settings, on_progress=second_replay)
+
+    assert refused and report.groups == [GROUP]
+    storage = open_storage(settings, "demo")
+    try:
+        assert (await storage.documents.get(ORGANIZATIONS, "o7"))["name"] == "Entraide 7"
+    finally:
+        await storage.close()
+
+
 def command(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", *args],
@@ -256,3 +279,29 @@ async def test_every_service_replays_its_read_models_from_a_platform_history(set
             assert found == counts, service
         finally:
             await storage.close()
+
+
+async def test_a_replay_refuses_a_history_the_broker_no_longer_holds(servers, tmp_path):
+    settings = make_settings("kafka+mongo", tmp_path, servers)
+    bus = open_bus(settings)
+    try:
+        await bus.publish([registered(n) for n in range(12)])
+        ends = await bus.last_offsets(["missions.organization"])
+    finally:
+        await bus.close()
+    partition = next(p for (_, p), last in ends.items() if last >= 1)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:  # what a retention does to a topic created before ADR 0011
+        topic = TopicPartition(f"{settings.namespace}missions.organization", partition)
+        await admin.delete_records({topic: RecordsToDelete(before_offset=1)})
+    finally:
+        await admin.close()
+
+    with pytest.raises(ReplayFailed, match="historique"):
+        await replay_services([demo(projection(fixed=True))], settings)
+    storage = open_storage(settings, "demo")
+    try:
+        assert await storage.documents.count(ORGANIZATIONS) == 0  # nothing swapped in
+    finally:
+        await storage.close()

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared.runtime.mail import UnwritableAddress, compose_mail
+from shared.runtime.mail import UnwritableAddress, check_sender, compose_mail
 
 UNSUBSCRIBE = "https://civique.test/api/v1/notifications/unsubscribe?token=dm9sdW50ZWVyLTF8bmV3cw.0123456789abcdef"
 SUBJECT = "Votre candidature est acceptée : « Distribution alimentaire pour les familles du quartier de Kercado »"
@@ -102,3 +102,9 @@ def test_an_international_domain_is_written_in_its_ascii_form():
 def test_an_address_no_email_can_carry_is_refused_before_anything_is_sent(address):
     with pytest.raises(UnwritableAddress):
         composed(recipient=address)
+
+
+def test_a_sender_address_no_email_can_carry_is_refused_at_start():
+    check_sender("Civique <ne-pas-repondre@civique.example>")
+    with pytest.raises(ValueError, match="CIVIQUE_MAIL_FROM"):
+        check_sender("Civique <ne pas répondre@civique.example>")

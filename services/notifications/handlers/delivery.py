@@ -4,10 +4,10 @@ its event or period, recipient and message (`domain.delivery_key`), so a redeliv
 The sender claims an e-mail (a unique insert in `delivery_claims`, kept once sent) once the SMTP server
 accepted its recipient and before the content goes, and marks it sent after: a crash in between leaves a
 claim on a queued e-mail, which is reported unconfirmed once the claim outlived `mail_unconfirmed_after_s`,
-never sent twice (ADR 0007). The claim is the only gate of a send: an e-mail goes from the sender's listing
-without being read again, and every other outcome (held, skipped, retried, dead) is decided on a fresh read
-and only when no claim holds it. Claims and records of the e-mails sent at once share round trips
-(`GroupCommit`).
+never sent twice (ADR 0007). The claim is the only gate of a send: an e-mail goes as the sender got it
+(handed over in memory by the consumer that wrote it, or listed from the log) without being read again, and
+every other outcome (held, skipped, retried, dead) is decided on a fresh read and only while no claim holds
+it. Claims and records of the e-mails sent at once share round trips (`GroupCommit`).
 """
 
 import asyncio
@@ -37,6 +37,7 @@ from shared.runtime.mail import (
     PermanentMailFailure,
     TemporaryMailFailure,
     UnwritableAddress,
+    check_sender,
     compose_mail,
 )
 from shared.runtime.ports import DocumentStore, DuplicateKeyError
@@ -51,6 +52,7 @@ HELD = Counter("civique_mail_held_total", "E-mails held for the next digest, by 
 DEAD = Counter("civique_mail_dead_letters_total", "E-mails given up, by reason", ["reason"])
 UNCONFIRMED = Counter("civique_mail_unconfirmed_total", "E-mails that may have left unrecorded, by reason", ["reason"])
 SEND_BATCH = 100
+PREPARED_PER_CONNECTION = 4
 HANDOVER_LIMIT = 10_000  # e-mails waiting in memory for this process's sender; beyond, the listing finds them
 SETTLED = ("sent", "digested", "opted_out", "skipped", "dead", "unconfirmed")  # held and queued wait on
 
@@ -72,6 +74,7 @@ class DeliveryLog:
     ) -> None:
         self.documents, self.settings = documents, settings
         self.link_secret = settings.secret("link_secret")
+        check_sender(settings.mail_from)
         self.vault, self.mailer, self.letters = vault, mailer, letters
         self.claims, self.records = GroupCommit(documents), GroupCommit(documents)
         self._claimed_elsewhere: dict[str, datetime] = {}  # e-mails another sender claimed: when it was seen
@@ -79,7 +82,8 @@ class DeliveryLog:
         self._handed_over: dict[str, dict[str, Any]] = {}
         self._in_hand: set[str] = set()  # e-mails a sender of this process is on, so that no other takes them
         self._chains: dict[str, deque[dict[str, Any]]] = {}  # per recipient: their e-mails in hand, in order
-        self._slots = asyncio.Semaphore(settings.smtp_connections)
+        # e-mails prepared at once (reads, letter): more than connections, so that store latency overlaps SMTP
+        self._preparing = asyncio.Semaphore(PREPARED_PER_CONNECTION * settings.smtp_connections)
         self._wake = asyncio.Event()  # an e-mail handed over, or one done with
 
     async def enqueue(self, notice: Notice, *, status: str | None = None, **fields: Any) -> bool:
@@ -192,7 +196,7 @@ class DeliveryLog:
             while chain:
                 delivery = chain[0]
                 try:
-                    async with self._slots:
+                    async with self._preparing:  # the mailer lets as many through at once as it has connections
                         await self.deliver(delivery, moment or now())
                 except Exception:  # one e-mail's fault: it stays queued, the others go
                     log.exception("send_failed", delivery=delivery["id"])
@@ -259,7 +263,14 @@ class DeliveryLog:
             await self._settle(listed, moment, None)  # unconfirmed if its claim is stale, else left to its sender
             return
         # the claim stays: a sender holding a stale copy of this e-mail cannot claim it again
-        await self.records.put(DELIVERIES, key, {**listed, "status": "sent", "sent_at": now().isoformat()})
+        recording = asyncio.create_task(
+            self.records.put(DELIVERIES, key, {**listed, "status": "sent", "sent_at": now().isoformat()})
+        )
+        try:
+            await asyncio.shield(recording)
+        except asyncio.CancelledError:  # stopping: what left is recorded first, or it would be reported unconfirmed
+            await recording
+            raise
         SENT.labels(listed["template"]).inc()
 
     async def _settle(self, listed: dict[str, Any], moment: datetime, status: str | None, **fields: Any) -> bool:
