@@ -21,6 +21,7 @@ def subscribers(ctx: ServiceContext) -> list[Subscriber]:
             "gateway.intake",
             {SignUpRequested: intake.carry_out, ApplicationRequested: intake.carry_out},
             concurrent=True,
+            batch=8,
         ),
         Subscriber("gateway.accounts", {VolunteerErased: close_account}),
     ]

@@ -205,6 +205,18 @@ def invitee_id(invitation_id: str) -> str:
     return f"invitation-{invitation_id}"
 
 
+def person_announced(event: Event) -> str | None:
+    """The person whose contact details `event` brings (its projection writes their document), if any."""
+    match event:
+        case VolunteerRegistered():
+            return event.volunteer_id
+        case AccountOpened():
+            return event.account_id
+        case ReferentInvited():
+            return invitee_id(event.invitation_id)
+    return None
+
+
 async def person(documents: DocumentStore, person_id: str) -> dict[str, Any] | None:
     return await documents.get(PEOPLE, person_id)
 

@@ -109,6 +109,9 @@ class Subscriber:
     # partitions side by side in a member: only for handlers whose documents each follow one stream (a
     # document fed by several streams under different keys would lose an update to a concurrent write)
     concurrent: bool = False
+    # records of a partition per batch: small for slow handlers (a password hash), so a partition that moves
+    # to another member mid-batch is handled twice for a moment, not for a minute
+    batch: int = 500
 
     def __post_init__(self) -> None:
         if bool(self.read_models) != bool(self.projections):
@@ -163,7 +166,7 @@ class ConsumerRunner:
         self.max_attempts, self.backoff, self.max_backoff = max_attempts, backoff, max_backoff
         self.stuck_after = stuck_after
         self.subscription: Subscription = bus.subscribe_batches(
-            subscriber.group, subscriber.topics, self.on_batch, concurrent=subscriber.concurrent
+            subscriber.group, subscriber.topics, self.on_batch, concurrent=subscriber.concurrent, batch=subscriber.batch
         )
         self.paused: str | None = None  # why the group is paused (a replay of its read models), as last read
         self._positions: dict[tuple[str, int], Position] = {}

@@ -464,9 +464,9 @@ class SqliteEventBus:
         return SqliteSubscription(self, group, list(topics), handler, batched=False)
 
     def subscribe_batches(
-        self, group: str, topics: Sequence[str], handler: BatchHandler, *, concurrent: bool = False
+        self, group: str, topics: Sequence[str], handler: BatchHandler, *, concurrent: bool = False, batch: int = 500
     ) -> "SqliteSubscription":
-        return SqliteSubscription(self, group, list(topics), handler, batched=True, concurrent=concurrent)
+        return SqliteSubscription(self, group, list(topics), handler, batched=True, concurrent=concurrent, batch=batch)
 
     async def wait_for_messages(self) -> None:
         """Until a publish in this process, or the poll interval (another process may have published)."""

@@ -120,9 +120,9 @@ class KafkaEventBus:
         return KafkaSubscription(self, group, list(topics), handler, batched=False)
 
     def subscribe_batches(
-        self, group: str, topics: Sequence[str], handler: BatchHandler, *, concurrent: bool = False
+        self, group: str, topics: Sequence[str], handler: BatchHandler, *, concurrent: bool = False, batch: int = 500
     ) -> "KafkaSubscription":
-        return KafkaSubscription(self, group, list(topics), handler, batched=True, concurrent=concurrent)
+        return KafkaSubscription(self, group, list(topics), handler, batched=True, concurrent=concurrent, batch=batch)
 
     async def _offsets_clients(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
         """An admin client and a group-less consumer, kept for `lag` and `ping` (a client per call would
@@ -256,9 +256,10 @@ class KafkaSubscription:
         *,
         batched: bool,
         concurrent: bool = False,
+        batch: int = 500,
     ) -> None:
         self.bus, self.group, self.topics, self.handler, self.batched = bus, group, topics, handler, batched
-        self.concurrent = concurrent
+        self.concurrent, self.batch = concurrent, batch
         self._consumer: AIOKafkaConsumer | None = None
         self._task: Supervised | None = None
 
@@ -311,7 +312,10 @@ class KafkaSubscription:
         consumer = self._consumer
         await self._rewind(consumer)
         while True:
-            batches = await consumer.getmany(timeout_ms=500, max_records=self.bus.max_poll_records)
+            owned = max(1, len(consumer.assignment()))
+            batches = await consumer.getmany(
+                timeout_ms=500, max_records=min(self.bus.max_poll_records, self.batch * owned)
+            )
             async with asyncio.TaskGroup() as partitions:
                 for same_partition in by_partition(batches, self.concurrent).values():
                     partitions.create_task(self._deliver_each(consumer, same_partition))

@@ -46,6 +46,9 @@ from shared.runtime.ports import (
 Document = dict[str, Any]
 COMMITS, OUTBOX = "event_commits", "event_outbox"
 ORPHAN_AFTER = timedelta(seconds=30)
+# writes per bulk command: a server may hold something per write until the command ends (FerretDB 1.24 holds a
+# PostgreSQL connection per replaced document), so every consumer flushing at once must fit in its pool
+BULK_WRITES_AT_ONCE = 16
 NOT_IMPLEMENTED, NAMESPACE_NOT_FOUND = 238, 26  # server error codes
 
 
@@ -192,7 +195,8 @@ class MongoDocumentStore:
                 requests.append(ReplaceOne({"_id": w.doc_id}, _plain(w.doc), upsert=True))
         for collection, requests in by_collection.items():
             try:
-                await self._coll(collection).bulk_write(requests, ordered=True)
+                for start in range(0, len(requests), BULK_WRITES_AT_ONCE):
+                    await self._coll(collection).bulk_write(requests[start : start + BULK_WRITES_AT_ONCE], ordered=True)
             except BulkWriteError as exc:
                 if any(e.get("code") == 11000 for e in exc.details.get("writeErrors", ())):
                     raise DuplicateKeyError(collection) from exc

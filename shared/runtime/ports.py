@@ -188,11 +188,12 @@ class EventBus(Protocol):
         ...
 
     def subscribe_batches(
-        self, group: str, topics: Sequence[str], handler: BatchHandler, *, concurrent: bool = False
+        self, group: str, topics: Sequence[str], handler: BatchHandler, *, concurrent: bool = False, batch: int = 500
     ) -> Subscription:
-        """As `subscribe`, but the handler gets what one poll brought of a partition, in order, and the offset
-        after the batch is committed once it returns. The member's partitions are handled one after the other
-        or, when `concurrent`, partition numbers side by side (partition p of every topic still in order)."""
+        """As `subscribe`, but the handler gets what one poll brought of a partition (at most `batch` records), in
+        order, and the offset after the batch is committed once it returns. The member's partitions are handled
+        one after the other or, when `concurrent`, partition numbers side by side (partition p of every topic
+        still in order)."""
         ...
 
     async def lag(self, group: str, topics: Sequence[str]) -> dict[tuple[str, int], int]:

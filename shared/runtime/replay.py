@@ -331,6 +331,7 @@ class Replay:
         self.progress = Progress(names, "rebuild")
         self.by = f"replay {uuid.uuid4().hex[:8]} on {socket.gethostname()}, pid {os.getpid()}"
         self.paused_at: float | None = None  # when the live groups were paused
+        self.positions_at_pause: Positions = {}
 
     @property
     def every_group(self) -> list[GroupReplay]:
@@ -408,6 +409,8 @@ class Replay:
         for part in self.parts:
             for group in self.groups[part.service]:
                 await pause_group(part.documents, group.group, self.by)
+        # positions only move on (each write stamps its time): the same ones read later mean none moved since
+        self.positions_at_pause = await self._positions()
         log.info("replay_paused", groups=self.report.groups)
 
     async def _lock(self, part: ServiceReplay, group: str) -> None:
@@ -460,15 +463,16 @@ class Replay:
 
     async def _still_positions(self, paused_at: float) -> Positions:
         """The groups' positions once every member has seen the pause and none has written one for a while."""
-        last, still_since = await self._positions(), time.monotonic()
-        while time.monotonic() - max(still_since, paused_at + CONTROL_READ_S) < STILL_FOR_S:
-            if time.monotonic() - paused_at > STOP_WITHIN_S:
-                raise ReplayFailed(f"les groupes {self.report.groups} traitent encore des événements malgré la pause")
-            await asyncio.sleep(0.1)
+        last, still_since = self.positions_at_pause, paused_at
+        while True:
             now = await self._positions()
             if now != last:
                 last, still_since = now, time.monotonic()
-        return last
+            if time.monotonic() - max(still_since, paused_at + CONTROL_READ_S) >= STILL_FOR_S:
+                return last
+            if time.monotonic() - paused_at > STOP_WITHIN_S:
+                raise ReplayFailed(f"les groupes {self.report.groups} traitent encore des événements malgré la pause")
+            await asyncio.sleep(0.1)
 
     async def _catch_up(self, positions: Positions) -> None:
         """Each group's shadows take in what the group handled beyond them, up to its position."""
@@ -500,6 +504,7 @@ class Replay:
         self.progress.done, self.progress.started = 0, time.monotonic()
         await self._tell()
         told = locked = time.monotonic()
+        lately = (told, 0)  # the pace of the last second or so, for when to pause: the average lags behind a change
         async with contextlib.aclosing(self.bus.history(self.topics, until, after)) as history:
             async for messages in history:
                 await self._apply(messages, targets)
@@ -512,9 +517,12 @@ class Replay:
                 if now - told >= 0.2:
                     await self._tell()
                     told = now
-                eta = self.progress.eta_s
-                if targets is None and eta is not None and eta < CONTROL_READ_S + STILL_FOR_S:
-                    await self._pause()
+                if targets is None and now > lately[0]:
+                    rate = (self.progress.done - lately[1]) / (now - lately[0])
+                    if rate > 0 and (self.progress.total - self.progress.done) / rate < CONTROL_READ_S + STILL_FOR_S:
+                        await self._pause()
+                    if now - lately[0] >= 1.0:
+                        lately = (now, self.progress.done)
                 if now - locked >= LOCK_REFRESH_S:
                     await self._refresh_locks()
                     locked = now

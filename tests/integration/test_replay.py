@@ -22,7 +22,7 @@ from shared.events import Envelope, OrganizationRegistered
 from shared.runtime.app import Service, ServiceContext, create_app, service_context
 from shared.runtime.backend import open_bus, open_storage
 from shared.runtime.consumers import CONTROL, Subscriber
-from shared.runtime.ports import DocumentStore, OutgoingMessage, Projection
+from shared.runtime.ports import DocumentStore, DuplicateKeyError, OutgoingMessage, Projection
 from shared.runtime.projections import fresh_document
 from shared.runtime.replay import Progress, ReplayFailed, replay_services, shadow_of
 from shared.runtime.settings import Settings
@@ -209,6 +209,26 @@ async def test_a_second_replay_of_a_group_under_replay_stops_and_leaves_the_firs
         assert (await storage.documents.get(ORGANIZATIONS, "o7"))["name"] == "Entraide 7"
     finally:
         await storage.close()
+
+
+async def test_the_stores_load_and_swap_collections_keeping_the_live_indexes(storage):
+    documents = storage.documents
+    await documents.ensure_index("things", ["colour"], unique=True)
+    await documents.put("things", "old", {"colour": "red"})
+    await documents.load("things__rebuild", {"a": {"colour": "blue"}, "b": {"colour": "green"}}, unseen={"a", "b"})
+    await documents.load("things__rebuild", {"b": None, "c": {"colour": "white", "tags": ["x", "é"]}})
+
+    await documents.replace_collections({"things": "things__rebuild"})
+
+    assert await documents.find("things", sort=[("colour", 1)]) == [
+        {"colour": "blue"},
+        {"colour": "white", "tags": ["x", "é"]},
+    ]
+    with pytest.raises(DuplicateKeyError):  # the live collection's unique index, now on the rebuilt one
+        await documents.put("things", "d", {"colour": "blue"})
+    assert await documents.count("things__rebuild") == 0
+    await documents.drop_collection("things")
+    assert await documents.count("things") == 0
 
 
 def command(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:

@@ -28,6 +28,11 @@ class Counted(InMemoryDocumentStore):
         super().__init__()
         self.writes: list[int] = []
         self.listings = 0  # the sender's queries for e-mails due
+        self.reads: list[str] = []
+
+    async def get(self, collection: str, doc_id: str) -> dict[str, Any] | None:
+        self.reads.append(collection)
+        return await super().get(collection, doc_id)
 
     async def write(self, writes: Sequence[Write]) -> None:
         self.writes.append(len(writes))
@@ -168,3 +173,18 @@ async def test_a_claim_insert_finding_its_id_taken_leaves_the_email_to_its_sende
     with pytest.raises(DuplicateKeyError):  # nothing of ours replaced it
         await documents.insert("delivery_claims", queued["id"], {})
     assert (await documents.get("delivery_claims", queued["id"]) or {})["by"] == "another"
+
+
+async def test_a_welcome_goes_with_the_person_just_projected_and_an_erasure_still_stops_it():
+    settings = Settings(link_secret="unit")
+    documents, keys = Counted(), InMemoryDocumentStore()
+    log = delivery_log(settings, documents, keys)
+    await welcome(log, keys, "volunteer-1")
+    await welcome(log, keys, "volunteer-2")
+    await Vault(keys).forget("volunteer-2")  # erased between the welcome's queueing and its sending
+    documents.reads.clear()
+    assert await log.send_due() == 2
+    assert "people" not in documents.reads  # the recipients came with their e-mails; their keys are read
+    statuses = {d["recipient_id"]: d["status"] for d in await documents.find(DELIVERIES)}
+    assert statuses == {"volunteer-1": "sent", "volunteer-2": "skipped"}
+    assert [m["to"] for m in await mailbox(documents)] == ["Camille <volunteer-1@example.fr>"]

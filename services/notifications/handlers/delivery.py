@@ -12,7 +12,6 @@ it. Claims and records of the e-mails sent at once share round trips (`GroupComm
 
 import asyncio
 import contextlib
-import itertools
 import math
 import time
 import uuid
@@ -57,6 +56,9 @@ HANDOVER_LIMIT = 10_000  # e-mails waiting in memory for this process's sender; 
 SETTLED = ("sent", "digested", "opted_out", "skipped", "dead", "unconfirmed")  # held and queued wait on
 
 
+InHand = tuple[dict[str, Any], dict[str, Any] | None]  # an e-mail in a sender's hand, and its recipient if known
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 
@@ -80,14 +82,18 @@ class DeliveryLog:
         self._claimed_elsewhere: dict[str, datetime] = {}  # e-mails another sender claimed: when it was seen
         # e-mails this process queued, oldest first: its sender takes them from here, without a query
         self._handed_over: dict[str, dict[str, Any]] = {}
+        self._recipients: dict[str, dict[str, Any]] = {}  # of handed-over e-mails: their recipient, as projected
         self._in_hand: set[str] = set()  # e-mails a sender of this process is on, so that no other takes them
-        self._chains: dict[str, deque[dict[str, Any]]] = {}  # per recipient: their e-mails in hand, in order
+        self._chains: dict[str, deque[InHand]] = {}  # per recipient: their e-mails in hand, in order
         # e-mails prepared at once (reads, letter): more than connections, so that store latency overlaps SMTP
         self._preparing = asyncio.Semaphore(PREPARED_PER_CONNECTION * settings.smtp_connections)
         self._wake = asyncio.Event()  # an e-mail handed over, or one done with
 
-    async def enqueue(self, notice: Notice, *, status: str | None = None, **fields: Any) -> bool:
-        """Write one e-mail into the delivery log; False when it is there already (a redelivery)."""
+    async def enqueue(
+        self, notice: Notice, *, status: str | None = None, recipient: dict[str, Any] | None = None, **fields: Any
+    ) -> bool:
+        """Write one e-mail into the delivery log; False when it is there already (a redelivery). `recipient`: their
+        document as the caller just projected it, which the sender then does not read again."""
         if status is None and notice.category == "transactional":
             status = "queued"  # whatever the preferences: not worth reading them
         if status is None:
@@ -118,6 +124,8 @@ class DeliveryLog:
             HELD.labels(notice.template).inc()
         if handing_over:
             self._handed_over[notice.key] = delivery
+            if recipient is not None:
+                self._recipients[notice.key] = recipient
             self._wake.set()
         return True
 
@@ -136,7 +144,7 @@ class DeliveryLog:
             while True:
                 self._wake.clear()
                 while self._handed_over and len(self._in_hand) < SEND_BATCH:
-                    self._dispatch(sending, self._handed_over.pop(next(iter(self._handed_over))))
+                    self._dispatch(sending, *self._take_handed_over())
                 if len(self._in_hand) < SEND_BATCH and (more or time.monotonic() - listed_at >= interval):
                     listed_at = time.monotonic()
                     try:
@@ -156,14 +164,19 @@ class DeliveryLog:
         """Deliver at once what is due, handed over or in the log, beside the sender (which leaves alone what
         this call took); how many e-mails were looked at."""
         moment = moment or now()
-        due = [self._handed_over.pop(key) for key in list(itertools.islice(self._handed_over, SEND_BATCH))]
+        due = [self._take_handed_over() for _ in range(min(SEND_BATCH, len(self._handed_over)))]
         if len(due) < SEND_BATCH:
-            taken = {d["id"] for d in due}
-            due += [d for d in (await self._due_in_log(moment))[0] if d["id"] not in taken][: SEND_BATCH - len(due)]
+            taken = {d["id"] for d, _ in due}
+            listed = [d for d in (await self._due_in_log(moment))[0] if d["id"] not in taken]
+            due += [(d, None) for d in listed[: SEND_BATCH - len(due)]]
         async with asyncio.TaskGroup() as sending:
-            for delivery in due:
-                self._dispatch(sending, delivery, moment)
+            for delivery, recipient in due:
+                self._dispatch(sending, delivery, recipient, moment)
         return len(due)
+
+    def _take_handed_over(self) -> InHand:
+        key = next(iter(self._handed_over))
+        return self._handed_over.pop(key), self._recipients.pop(key, None)
 
     async def _due_in_log(self, moment: datetime) -> tuple[list[dict[str, Any]], bool]:
         """The queued e-mails of the log whose time has come, that no sender of this process holds; whether
@@ -179,25 +192,31 @@ class DeliveryLog:
         due = [d for d in listed if d["id"] not in self._in_hand and d["id"] not in self._handed_over]
         return due, len(listed) >= SEND_BATCH and bool(due)
 
-    def _dispatch(self, sending: asyncio.TaskGroup, delivery: dict[str, Any], moment: datetime | None = None) -> None:
+    def _dispatch(
+        self,
+        sending: asyncio.TaskGroup,
+        delivery: dict[str, Any],
+        recipient: dict[str, Any] | None = None,
+        moment: datetime | None = None,
+    ) -> None:
         """In hand: behind the recipient's e-mails in hand already (their hourly limit counts what left), or
         on its own way; recipients at once, as many as there are connections."""
         self._in_hand.add(delivery["id"])
         chain = self._chains.get(delivery["recipient_id"])
         if chain is not None:
-            chain.append(delivery)
+            chain.append((delivery, recipient))
         else:
-            self._chains[delivery["recipient_id"]] = deque([delivery])
+            self._chains[delivery["recipient_id"]] = deque([(delivery, recipient)])
             sending.create_task(self._deliver_in_turn(delivery["recipient_id"], moment))
 
     async def _deliver_in_turn(self, recipient_id: str, moment: datetime | None) -> None:
         chain = self._chains[recipient_id]
         try:
             while chain:
-                delivery = chain[0]
+                delivery, recipient = chain[0]
                 try:
                     async with self._preparing:  # the mailer lets as many through at once as it has connections
-                        await self.deliver(delivery, moment or now())
+                        await self.deliver(delivery, moment or now(), recipient=recipient)
                 except Exception:  # one e-mail's fault: it stays queued, the others go
                     log.exception("send_failed", delivery=delivery["id"])
                 chain.popleft()
@@ -205,15 +224,19 @@ class DeliveryLog:
                 self._wake.set()
         finally:  # cancelled too: what is left stays queued in the log, for the next listing
             del self._chains[recipient_id]
-            self._in_hand.difference_update(d["id"] for d in chain)
+            self._in_hand.difference_update(d["id"] for d, _ in chain)
 
-    async def deliver(self, listed: dict[str, Any], moment: datetime) -> None:
-        """Send one e-mail as the sender listed it: its claim, not a second read, keeps it from leaving twice."""
+    async def deliver(
+        self, listed: dict[str, Any], moment: datetime, *, recipient: dict[str, Any] | None = None
+    ) -> None:
+        """Send one e-mail as the sender got it: its claim, not a second read, keeps it from leaving twice.
+        `recipient`: their document as projected when the e-mail was queued (an erasure shreds their key,
+        which is read here in any case)."""
         key = listed["id"]
         seen = self._claimed_elsewhere.get(key)
         if seen is not None and moment - seen <= timedelta(seconds=self.settings.mail_unconfirmed_after_s):
             return  # its claim is another sender's, and young: nothing to ask the store again yet
-        person = await projections.person(self.documents, listed["recipient_id"]) or {}
+        person = recipient or await projections.person(self.documents, listed["recipient_id"]) or {}
         sealed = person.get("contact")
         contact = await self.vault.open(Sealed(**sealed)) if sealed else None
         if person.get("erased") or (sealed and contact is None):  # erased here, or its key shredded

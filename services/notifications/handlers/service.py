@@ -60,8 +60,11 @@ class Notifications:
                 {"organization_id": unknown.organization_id, "envelope": env.to_json().decode()},
             )
             return
+        announced = projections.person_announced(event)
         for notice in notices:
-            await self.log.enqueue(notice)
+            # a welcome or an invitation goes with the person just projected (read from the consumer's batch)
+            known = await projections.person(self.documents, announced) if notice.recipient_id == announced else None
+            await self.log.enqueue(notice, recipient=known)
         if isinstance(event, OrganizationRegistered):
             for parked in await self.documents.find(AWAITING, {"organization_id": event.organization_id}):
                 envelope = Envelope.from_json(parked["envelope"])
