@@ -41,7 +41,7 @@ from shared.runtime.ports import (
     hand_over,
     parse_filter,
 )
-from shared.runtime.tasks import Supervised, cancel, start_supervised
+from shared.runtime.tasks import Supervised, cancel, finish, start_supervised
 
 T = TypeVar("T")
 log = structlog.get_logger("civique.embedded")
@@ -579,6 +579,7 @@ class SqliteSubscription:
         self.bus, self.group, self.topics, self.handler, self.batched = bus, group, topics, handler, batched
         self.concurrent = concurrent
         self.batch = batch
+        self._closing = asyncio.Event()
         self.member = new_id()
         self._task: Supervised | None = None
         self._beating: Supervised | None = None
@@ -588,10 +589,11 @@ class SqliteSubscription:
         await self._heartbeat()
         # beats on its own: a long batch must not cost the member its partitions
         self._beating = start_supervised(self._beat, name=f"heartbeat:{self.group}")
+        self._closing.clear()
         self._task = start_supervised(self._loop, name=f"consumer:{self.group}")
 
     async def stop(self) -> None:
-        await cancel(self._task)
+        await finish(self._task, self._closing)
         await cancel(self._beating)
         self._task = self._beating = None
         # leave the group at once so the other members take over without waiting for the timeout
@@ -628,7 +630,7 @@ class SqliteSubscription:
         self._owned = {(t, p) for t in self.topics for p in range(partitions) if p % size == index}
 
     async def _loop(self) -> None:
-        while True:
+        while not self._closing.is_set():
             polled = await self._poll(sorted(self._owned))
             # partition p of every topic holds the same aggregates (co-partitioning, ADR 0002): each number in
             # order, topic after topic; different numbers side by side if the subscriber allows it

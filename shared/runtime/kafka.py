@@ -26,7 +26,7 @@ from shared.runtime.ports import (
     OutgoingMessage,
     hand_over,
 )
-from shared.runtime.tasks import Supervised, cancel, start_supervised
+from shared.runtime.tasks import Supervised, finish, start_supervised
 
 log = structlog.get_logger("civique.kafka")
 
@@ -260,6 +260,7 @@ class KafkaSubscription:
     ) -> None:
         self.bus, self.group, self.topics, self.handler, self.batched = bus, group, topics, handler, batched
         self.concurrent, self.batch = concurrent, batch
+        self._closing = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
         self._task: Supervised | None = None
 
@@ -280,10 +281,11 @@ class KafkaSubscription:
             partition_assignment_strategy=(RangePartitionAssignor,),
         )
         await self._consumer.start()
+        self._closing.clear()
         self._task = start_supervised(self._loop, name=f"consumer:{self.group}")
 
     async def stop(self) -> None:
-        await cancel(self._task)
+        await finish(self._task, self._closing)
         self._task = None
         if self._consumer:
             await self._consumer.stop()  # leaves the group: the others rebalance at once
@@ -311,7 +313,7 @@ class KafkaSubscription:
         assert self._consumer is not None
         consumer = self._consumer
         await self._rewind(consumer)
-        while True:
+        while not self._closing.is_set():
             owned = max(1, len(consumer.assignment()))
             batches = await consumer.getmany(
                 timeout_ms=500, max_records=min(self.bus.max_poll_records, self.batch * owned)

@@ -95,3 +95,13 @@ async def cancel(task: "Supervised | asyncio.Task[None] | None", *, grace: float
         log.error("task_ignored_cancellation", task=task.get_name())
     elif not task.cancelled() and task.exception() is not None:
         log.error("task_failed", task=task.get_name(), error_type=type(task.exception()).__name__)
+
+
+async def finish(task: "Supervised | None", closing: asyncio.Event, *, within: float = 5.0) -> None:
+    """Let a loop that watches `closing` end after the work in hand (a consumer's batch: its effects and its
+    position written together), waiting at most `within` seconds before cancelling it."""
+    closing.set()
+    if task is None or task.task.done():
+        return
+    await asyncio.wait({task.task}, timeout=within)
+    await cancel(task)
