@@ -1,7 +1,8 @@
 """Drain benchmark (issue 14): how fast the workers carry out what a burst left on the bus, on both backends.
 
 python benchmarks/drain.py [--backends embedded,kafka+mongo] [--workers 1,2] [--signups 20000] [--window 120]
-                           [--applications 5000] [--full] [--skip-intake] [--skip-signups] [--skip-applications]
+                           [--applications 5000] [--full [BACKENDS]] [--skip-intake] [--skip-signups]
+                           [--skip-applications] [--no-write] (--help lists every option)
 
 1. Ceiling: argon2id hashes/s with the gateway's own `HASHER`, one thread per core, for a few seconds.
 2. Sign-up drain, per backend and per worker count, each on a fresh platform (a new data directory embedded,
@@ -15,7 +16,7 @@ python benchmarks/drain.py [--backends embedded,kafka+mongo] [--workers 1,2] [--
    through the API; the workers stopped, applications POSTed as the volunteers (access tokens minted by the
    gateway's own `Accounts.issue` with the platform's jwt secret: a login costs a hash), then the workers
    started; applications/s from the first to the last visible in all three of: the gateway's request record
-   (done), the volunteers service's roster read model (what the manager's list of applications shows) and
+   (carried out), the volunteers service's roster read model (what the manager's list of applications shows) and
    the manager's e-mail in the notifications delivery log.
 4. The embedded default under a burst: `python -m services` as `make run` starts it (one worker process of
    its own), 2,000 sign-ups from 32 clients while the drain runs: accepted/s, p50/p99.
@@ -1355,10 +1356,15 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--workers", default="1,2", help="worker process counts, comma-separated")
     parser.add_argument("--signups", type=int, default=20_000, help="sign-ups of each drain's burst")
     parser.add_argument("--window", type=float, default=120.0, help="seconds of the sign-up drain's window")
-    parser.add_argument("--full", action="store_true", help="drain fully the largest worker count of each backend")
-    parser.add_argument("--full-timeout", type=float, default=3600.0)
+    parser.add_argument(
+        "--full",
+        nargs="?",
+        const="all",
+        help="drain fully the largest worker count of each backend (or of these, comma-separated)",
+    )
+    parser.add_argument("--full-timeout", type=float, default=5400.0)
     parser.add_argument("--applications", type=int, default=5_000, help="applications of each drain")
-    parser.add_argument("--applications-timeout", type=float, default=900.0)
+    parser.add_argument("--applications-timeout", type=float, default=3600.0)
     parser.add_argument("--missions", type=int, default=200)
     parser.add_argument("--organizations", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=64, help="requests at once in the bursts")
@@ -1378,7 +1384,8 @@ def parse() -> argparse.Namespace:
     args = parser.parse_args()
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     args.workers = [int(w) for w in args.workers.split(",") if w.strip()]
-    for backend in args.backends:
+    args.full = [] if args.full is None else args.backends if args.full == "all" else args.full.split(",")
+    for backend in [*args.backends, *args.full]:
         if backend not in NAMES:
             parser.error(f"unknown backend {backend}")
     return args
@@ -1449,7 +1456,7 @@ async def run(children: Children, scratch: Path) -> None:
         if not ARGS.skip_signups:
             by_workers: dict[str, Any] = {}
             for workers in ARGS.workers:
-                full = ARGS.full and workers == max(ARGS.workers)
+                full = backend in ARGS.full and workers == max(ARGS.workers)
 
                 async def measure(platform: Platform, workers: int = workers, full: bool = full) -> Any:
                     return await signup_drain(platform, workers, full)

@@ -15,7 +15,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, TopicAlreadyExistsError
 
 from shared.runtime.ports import (
     BatchHandler,
@@ -304,10 +304,11 @@ class KafkaSubscription:
         """Back to the group's committed offsets: a run that crashed left positions past unhandled records."""
         for tp in consumer.assignment():
             committed = await consumer.committed(tp)
-            if committed is None:
-                await consumer.seek_to_beginning(tp)
-            else:
-                consumer.seek(tp, committed)
+            with contextlib.suppress(IllegalStateError):  # taken away by a rebalance meanwhile: its new owner rewinds
+                if committed is None:
+                    await consumer.seek_to_beginning(tp)
+                else:
+                    consumer.seek(tp, committed)
 
     async def _loop(self) -> None:
         assert self._consumer is not None

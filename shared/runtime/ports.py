@@ -284,7 +284,7 @@ class DocumentStore(Protocol):
         """Write many documents of a collection no one else writes (a read model being rebuilt) as fast as the
         store can: each id's document inserted or replaced, deleted where it is None; the ids in `unseen` are
         known not to be there yet. One transaction embedded; on MongoDB, unordered bulk writes (the ids are
-        distinct: their order does not matter)."""
+        distinct: their order does not matter) with inserts for the unseen ids."""
         ...
 
     async def ping(self) -> None: ...
