@@ -6,6 +6,7 @@ One process can host one service (`python -m services.missions`) or all of them
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import os
 import secrets
@@ -605,7 +606,13 @@ def start_workers(settings: Settings) -> list[subprocess.Popen[bytes]]:
         for name in ("jwt_secret", "internal_token", "link_secret")
         if (value := getattr(settings, name)) is not None
     }
-    env = {**os.environ, **secrets_env, "CIVIQUE_WORKER": "true", "CIVIQUE_RUN_RELAYS": "false"}
+    env = {
+        **os.environ,
+        **secrets_env,
+        "CIVIQUE_WORKER": "true",
+        "CIVIQUE_RUN_RELAYS": "false",
+        WORKER_PARENT: str(os.getpid()),
+    }
     return [subprocess.Popen(command, env=env) for _ in range(settings.workers)]
 
 
@@ -625,9 +632,12 @@ def stop_workers(workers: Sequence[subprocess.Popen[bytes]], within_s: float = 3
 def work(settings: Settings, services: Sequence[Service], *, title: str) -> None:
     """A worker process: the services' consumer groups and jobs, no HTTP listener and no relay (the serving
     process relays), at a lower CPU priority; ends on SIGTERM, Ctrl-C, or when its parent is gone."""
+    parent = int(os.environ.get(WORKER_PARENT, os.getppid()))
+    end_with_parent()
+    if os.getppid() != parent:  # gone before the line above took effect
+        return
     os.nice(settings.worker_nice)
     app = create_app(settings.model_copy(update={"run_relays": False}), services, title=title)
-    parent = os.getppid()
 
     async def consume() -> None:
         stop = asyncio.Event()
@@ -641,6 +651,20 @@ def work(settings: Settings, services: Sequence[Service], *, title: str) -> None
                         await stop.wait()
 
     asyncio.run(consume())
+
+
+WORKER_PARENT = "CIVIQUE_WORKER_PARENT_PID"
+
+
+def end_with_parent() -> None:
+    """Have the kernel send SIGTERM to this process when its parent dies (Linux), even killed: a serving
+    process stopped by a signal never gets to stop its workers itself."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+PR_SET_PDEATHSIG = 1
 
 
 def with_process_secrets(settings: Settings) -> Settings:
