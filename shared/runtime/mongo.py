@@ -279,7 +279,10 @@ class MongoDocumentStore:
                 requests.append(ReplaceOne({"_id": doc_id}, _plain(doc), upsert=True))
         if requests:
             try:
-                await self._coll(collection).bulk_write(requests, ordered=False)
+                for start in range(0, len(requests), BULK_WRITES_AT_ONCE):
+                    await self._coll(collection).bulk_write(
+                        requests[start : start + BULK_WRITES_AT_ONCE], ordered=False
+                    )
             except BulkWriteError as exc:
                 if any(e.get("code") == 11000 for e in exc.details.get("writeErrors", ())):
                     raise DuplicateKeyError(collection) from exc
