@@ -980,6 +980,7 @@ async def application_drains(platform: Platform, worker_counts: Sequence[int]) -
         first_at = last_at = None
         first_seen = 0
         seen = (0, 0, 0)
+        stage_done: list[float | None] = [None, None, None]  # when each of the three saw them all
         deadline, moved_at, before = started + ARGS.applications_timeout, started, seen
         while True:
             now_counts = await counts()
@@ -987,6 +988,9 @@ async def application_drains(platform: Platform, worker_counts: Sequence[int]) -
             seen = (now_counts[0] - base[0], now_counts[1] - base[1], now_counts[2] - base[2])
             if first_at is None and min(seen) >= 1:
                 first_at, first_seen = at, min(seen)
+            for stage, count in enumerate(seen):
+                if stage_done[stage] is None and count >= expected:
+                    stage_done[stage] = round(at - started, 1)
             if min(seen) >= expected:
                 last_at = at
                 break
@@ -1010,7 +1014,8 @@ async def application_drains(platform: Platform, worker_counts: Sequence[int]) -
             row(
                 platform.label,
                 f"applications: first visible in all three {first_at - started:.1f} s after the workers started, "
-                f"last {last_at - started:.1f} s: {rate:,.1f}/s ({workers} worker(s))",
+                f"last {last_at - started:.1f} s: {rate:,.1f}/s ({workers} worker(s)); all carried out at "
+                f"{stage_done[0]} s, in the roster at {stage_done[1]} s, e-mailed at {stage_done[2]} s",
             )
         rejected = await gateway.count("requests", {"kind": "application", "status": "rejected"})
         if rejected:
@@ -1027,6 +1032,9 @@ async def application_drains(platform: Platform, worker_counts: Sequence[int]) -
                 "first_after_s": None if first_at is None else round(first_at - started, 1),
                 "last_after_s": None if last_at is None else round(last_at - started, 1),
                 "visible": {"requests_carried_out": seen[0], "roster": seen[1], "manager_emails": seen[2]},
+                "all_visible_after_s": dict(
+                    zip(("requests_carried_out", "roster", "manager_emails"), stage_done, strict=True)
+                ),
                 "rejected_so_far": rejected,
             }
         )

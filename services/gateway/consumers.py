@@ -15,13 +15,13 @@ def subscribers(ctx: ServiceContext) -> list[Subscriber]:
         await accounts.delete(event.volunteer_id)
 
     return [
-        # requests are independent (one stream each; accounts claim their e-mail by a unique insert): several
-        # partitions at once, so as many passwords are hashed side by side
+        # requests are independent (one stream each; accounts claim their e-mail by a unique insert): the keys of
+        # a batch and the partitions side by side, so passwords are hashed and store round trips overlap
         Subscriber(
             "gateway.intake",
             {SignUpRequested: intake.carry_out, ApplicationRequested: intake.carry_out},
             concurrent=True,
-            batch=8,
+            batch=16,
         ),
         Subscriber("gateway.accounts", {VolunteerErased: close_account}),
     ]

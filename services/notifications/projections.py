@@ -223,7 +223,8 @@ async def person(documents: DocumentStore, person_id: str) -> dict[str, Any] | N
 
 async def managers_of(documents: DocumentStore, organization_id: str) -> list[str]:
     organization = await documents.get(ORGANIZATIONS, organization_id)
-    return list(organization["manager_ids"]) if organization else []
+    # its review may come before its registration (another topic): no managers known yet
+    return list(organization.get("manager_ids", ())) if organization else []
 
 
 async def referents_of(documents: DocumentStore, department: str) -> list[str]:

@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Header, Response
 
 from services.volunteers.handlers import VolunteersHandlers
 from shared.contracts.volunteers import (
@@ -62,8 +62,15 @@ async def my_applications(volunteer_id: str, actor: ActingUser, handlers: Handle
 
 
 @router.post("/missions/{mission_id}/applications", status_code=201)
-async def apply(mission_id: str, body: ApplicationInput, actor: ActingUser, handlers: Handlers) -> ApplicationCreated:
-    return await handlers.apply(mission_id, body, actor)
+async def apply(
+    mission_id: str,
+    body: ApplicationInput,
+    actor: ActingUser,
+    handlers: Handlers,
+    x_intake_request: Annotated[str | None, Header(max_length=64)] = None,
+) -> ApplicationCreated:
+    """Called by the gateway's intake, which names the application after its request (`X-Intake-Request`)."""
+    return await handlers.apply(mission_id, body, actor, request_id=x_intake_request)
 
 
 @router.get("/missions/{mission_id}/applications")

@@ -187,6 +187,9 @@ def apply_to(
     max_pending: int,
     crisis_mode: bool,
 ) -> list[Event]:
+    known = roster.applications.get(application_id)
+    if known is not None and known.volunteer_id == candidate.id:
+        return []  # the same request carried out again (redelivered): it applies once
     require_open(mission)
     if roster.live_application_of(candidate.id):
         raise ALREADY_APPLIED()

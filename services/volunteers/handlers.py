@@ -186,13 +186,17 @@ class VolunteersHandlers:
         access.require_manager(actor, await projections.manager_ids(self.documents, mission.organization_id))
         return mission
 
-    async def apply(self, mission_id: str, application: ApplicationInput, actor: Actor) -> ApplicationCreated:
+    async def apply(
+        self, mission_id: str, application: ApplicationInput, actor: Actor, *, request_id: str | None = None
+    ) -> ApplicationCreated:
+        """`request_id`: the gateway's request carrying the application, which names it, so that a request
+        carried out twice applies once."""
         access.require_role(actor, "volunteer")
         mission, candidate = await self.mission(mission_id), await self.candidate(actor.id)
         pending = await self.documents.count(APPLICATIONS, {"volunteer_id": actor.id, "status": "pending"})
         message = application.message
         sealed = await self.vault.seal(actor.id, {"message": message}) if message else None
-        application_id = new_id()
+        application_id = request_id or new_id()
         max_pending, crisis = self.settings.max_pending_applications, self.settings.crisis_mode
 
         async def decide(roster: domain.Roster) -> list[Event]:

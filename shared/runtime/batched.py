@@ -48,8 +48,15 @@ class BatchedDocuments:
         """Apply this task's pending writes in one round trip (nothing to do outside a batch)."""
         pending = self._pending.get()
         if pending:
-            await self.inner.write(list(pending.values()))
+            # taken before the round trip: tasks of the batch handling other keys may add writes meanwhile
+            writes = list(pending.values())
             pending.clear()
+            try:
+                await self.inner.write(writes)
+            except BaseException:  # kept for a retry of the flush, behind any newer write of the same document
+                for write in writes:
+                    pending.setdefault((write.collection, write.doc_id), write)
+                raise
 
     async def get(self, collection: str, doc_id: str) -> dict[str, Any] | None:
         pending = self._pending.get()

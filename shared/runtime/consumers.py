@@ -106,8 +106,9 @@ class Subscriber:
     handlers: Mapping[type[Event], EventHandler]
     read_models: tuple[str, ...] = ()
     projections: Mapping[type[Event], Projection] = field(default_factory=dict)
-    # partitions side by side in a member: only for handlers whose documents each follow one stream (a
-    # document fed by several streams under different keys would lose an update to a concurrent write)
+    # partitions side by side in a member, and within a batch the records of different keys (each key's in
+    # order): only for handlers whose documents each follow one stream (a document fed by several streams
+    # under different keys would lose an update to a concurrent write)
     concurrent: bool = False
     # records of a partition per batch: small for slow handlers (a password hash), so a partition that moves
     # to another member mid-batch is handled twice for a moment, not for a minute
@@ -251,7 +252,7 @@ class ConsumerRunner:
         position = before.copy()  # the kept one changes only once the batch is written
         try:
             async with self.documents.batch():
-                outcomes = [await self.on_message(message, position) for message in messages]
+                outcomes = await self._handle_batch(messages, position)
                 # with the batch's read models: one round trip, one transaction on SQLite
                 await self.documents.put(POSITIONS, position.doc_id, position.document())
                 await self._outlasting(self.documents.flush, messages[-1], "write_batch")
@@ -276,7 +277,32 @@ class ConsumerRunner:
             return known
         return await self._outlasting(lambda: Position.read(self.documents, self.group, message), message, "position")
 
-    async def on_message(self, message: Message, position: "Position") -> str:
+    async def _handle_batch(self, messages: Sequence[Message], position: "Position") -> list[str]:
+        """The batch's records in order; for a `concurrent` group, each key's in order and the keys side by side,
+        the position moving to the batch's last offset once all are handled."""
+        if not self.subscriber.concurrent:
+            return [await self.on_message(message, position) for message in messages]
+        by_key: dict[str, list[Message]] = {}
+        for message in messages:
+            by_key.setdefault(message.key, []).append(message)
+        outcomes: dict[int, str] = {}
+
+        async def in_order(same_key: list[Message]) -> None:
+            for message in same_key:
+                outcomes[message.offset] = await self.on_message(message, position, advance=False)
+
+        keys = [asyncio.ensure_future(in_order(same_key)) for same_key in by_key.values()]
+        try:
+            await asyncio.gather(*keys)
+        except BaseException:  # none outlives the batch: its writes are dropped, its records delivered again
+            for key in keys:
+                key.cancel()
+            await asyncio.gather(*keys, return_exceptions=True)
+            raise
+        position.offset = max(position.offset, messages[-1].offset)
+        return [outcomes[message.offset] for message in messages]
+
+    async def on_message(self, message: Message, position: "Position", *, advance: bool = True) -> str:
         """Handle one delivered record of the batch, unless its position says it was; returns the outcome."""
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(
@@ -285,7 +311,8 @@ class ConsumerRunner:
         if message.offset <= position.offset:
             return "duplicate"
         outcome = await self._on_message(message, position)
-        position.offset = message.offset
+        if advance:
+            position.offset = message.offset
         return outcome
 
     async def _while_paused(self, message: Message) -> None:

@@ -3,10 +3,10 @@
 FerretDB 1.x has no multi-document transactions, so an append is ONE document (a "commit") that
 holds the whole batch: atomic by construction. Its id is `<stream>:<first version>`.
 
-FerretDB 1.x on SQLite answers only `_id` equality from storage; any other filter reads the whole
-collection (about 55 µs a document). So every hot path here goes by `_id` (ADR 0006):
-- a stream is a chain of commits: `<stream>:1`, then `<stream>:<last + 1>`, … until one is missing;
-  each process remembers the last commit it saw of a stream and walks on from there;
+A stream is read in one query on its indexed `stream_id` (the equality a MongoDB-protocol server answers
+from an index; FerretDB on PostgreSQL too, with the GIN twins of scripts/infra), never by scanning (ADR 0006):
+- an append's head check is free when the expected version is one this process saw end a commit (or 0): the
+  ids of the claim and the commit, `<stream>:<expected + 1>`, then collide with any concurrent append;
 - the outbox is a collection of its own, holding only what is not published yet (small), with the
   commit's id. An append inserts the outbox entry first, then the commit: two writers racing for a
   version collide on the outbox id (ConcurrencyError). A writer that dies between the two leaves an
@@ -58,17 +58,21 @@ class MongoEventStore:
         self._commits, self._outbox = db[COMMITS], db[OUTBOX]
         self._db = db
         self.appended = AppendSignal()
-        self._last_seen: dict[str, int] = {}  # stream → first version of the last commit seen (commits never change)
+        self._heads: dict[str, int] = {}  # stream → last version of the newest commit this process saw
+        self._indexed = False
 
-    async def _chain(self, stream_id: str, from_first: int = 1) -> list[dict[str, Any]]:
-        """The commits of a stream from the one starting at `from_first`, by `_id` only."""
-        commits, first = [], from_first
-        while (commit := await self._commits.find_one({"_id": f"{stream_id}:{first}"})) is not None:
-            commits.append(commit)
-            first = commit["last"] + 1
-        if commits:
-            self._last_seen[stream_id] = commits[-1]["first"]
-        return commits
+    async def _chain(self, stream_id: str, after_version: int = 0) -> list[Document]:
+        """The commits of a stream holding versions after `after_version`, in order: one indexed query."""
+        if not self._indexed:  # once a process; create_index is idempotent
+            await self._commits.create_index([("stream_id", ASCENDING), ("last", ASCENDING)], name="stream_last")
+            self._indexed = True
+        found = sorted(
+            await self._commits.find({"stream_id": stream_id, "last": {"$gt": after_version}}).to_list(),
+            key=lambda commit: commit["first"],
+        )
+        if found:
+            self._heads[stream_id] = max(self._heads.get(stream_id, 0), found[-1]["last"])
+        return found
 
     async def _written(self, commit_id: str) -> bool:
         """Whether the commit of a claimed version is there; a live writer between its claim and its commit
@@ -79,15 +83,18 @@ class MongoEventStore:
                 return True
         return False
 
-    async def _head(self, stream_id: str) -> int:
-        commits = await self._chain(stream_id, self._last_seen.get(stream_id, 1))
-        return commits[-1]["last"] if commits else 0
+    async def _at_a_boundary(self, stream_id: str, version: int) -> bool:
+        """Whether a commit ends at `version`: only then do the ids of the claim and the commit collide with any
+        later append (a version inside a commit of several events would not)."""
+        if version == 0 or self._heads.get(stream_id) == version:
+            return True
+        found = await self._commits.find_one({"stream_id": stream_id, "last": version}, {"_id": 1})
+        return found is not None
 
     async def append(self, stream_id: str, expected_version: int, events: Sequence[Envelope]) -> None:
         check_batch(stream_id, expected_version, events)
-        head = await self._head(stream_id)
-        if head != expected_version:
-            raise ConcurrencyError(stream_id, expected_version, head)
+        if not await self._at_a_boundary(stream_id, expected_version):
+            raise ConcurrencyError(stream_id, expected_version)
         commit_id, now = f"{stream_id}:{expected_version + 1}", datetime.now(UTC)
         entry = {"stream_id": stream_id, "first": expected_version + 1, "size": len(events), "recorded_at": now}
         try:
@@ -114,13 +121,15 @@ class MongoEventStore:
             raise ConcurrencyError(stream_id, expected_version) from exc
         if datetime.now(UTC) - now > ORPHAN_AFTER / 2:  # so slow the relay may have dropped our entry: restore it
             await self._outbox.replace_one({"_id": commit_id}, entry, upsert=True)
-        self._last_seen[stream_id] = expected_version + 1
+        self._heads[stream_id] = max(self._heads.get(stream_id, 0), expected_version + len(events))
         self.appended.notify()
         count_appended(self.service, events)
 
     async def read(self, stream_id: str, after_version: int = 0) -> list[Envelope]:
         envelopes = [
-            Envelope.model_validate_json(raw) for commit in await self._chain(stream_id) for raw in commit["events"]
+            Envelope.model_validate_json(raw)
+            for commit in await self._chain(stream_id, after_version)
+            for raw in commit["events"]
         ]
         return [e for e in envelopes if e.stream_version > after_version]
 

@@ -54,6 +54,30 @@ async def test_of_concurrent_appends_at_the_same_version_exactly_one_wins(store)
     assert [e.stream_version for e in await store.read("m-1")] == [1, 2, 3]
 
 
+@pytest.mark.parametrize("backend", ["embedded", "kafka+mongo"])
+async def test_a_writer_of_another_process_with_an_outdated_version_is_a_conflict(backend, tmp_path, request):
+    """Two processes on one store: what one appended, the other (which knew an older head) cannot overwrite,
+    even at a version inside a commit of several events."""
+    from tests.conftest import make_settings
+
+    servers = request.getfixturevalue("servers") if backend == "kafka+mongo" else None
+    settings = make_settings(backend, tmp_path, servers)
+    first, second = open_storage(settings, "contract"), open_storage(settings, "contract")
+    try:
+        await first.store.append("m-1", 0, reopened("m-1", 1))
+        assert len(await second.store.read("m-1")) == 1  # the second process saw version 1 end a commit
+        await first.store.append("m-1", 1, reopened("m-1", 2, 3))
+        for stale in (1, 2, 3):  # the head it knew, then versions inside the first's commit of three
+            with pytest.raises(ConcurrencyError):
+                await second.store.append("m-1", stale, reopened("m-1", stale + 1))
+        await second.store.append("m-1", 4, reopened("m-1", 5))
+        assert [e.stream_version for e in await first.store.read("m-1")] == [1, 2, 3, 4, 5]
+        assert [e.stream_version for e in await first.store.read("m-1", after_version=2)] == [3, 4, 5]
+    finally:
+        await first.close()
+        await second.close()
+
+
 async def test_a_batch_is_all_or_nothing_even_to_concurrent_readers(store):
     seen_lengths: set[int] = set()
 

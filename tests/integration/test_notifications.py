@@ -609,6 +609,21 @@ async def test_an_event_for_an_organisation_not_known_yet_waits_for_it(world):
     assert await world.ctx.documents.count("awaiting_organizations") == 0
 
 
+async def test_an_approval_that_comes_before_its_organisations_registration_waits_for_it(world):
+    """Its review may be projected first (another topic): the approval waits for the managers, then is told."""
+    late_manager = "manager-3"
+    await world.say(OrganizationApproved(organization_id="org-3", department="56"))
+    await world.known("awaiting_organizations", str(world.said[-1].event_id), "organization_id")
+    await world.say(
+        AccountOpened(
+            account_id=late_manager, role="manager", email=await world.seal(late_manager, {"email": "vite@asso.fr"})
+        ),
+        organization("org-3", "Banque alimentaire de Vannes", late_manager),
+    )
+    await world.mail("vite@asso.fr", "Votre structure Banque alimentaire de Vannes est validée")
+    assert await world.ctx.documents.count("awaiting_organizations") == 0
+
+
 async def test_redelivery_of_every_consumed_event_sends_no_second_email(world):
     other, leaving = "volunteer-2", "referent-2"
     mission = {"mission_id": "mission-2", "organization_id": "org-1"}

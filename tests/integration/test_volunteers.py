@@ -57,8 +57,11 @@ class Volunteers:
     def context(self):
         return self.app.state.runtime.context("volunteers")
 
-    async def call(self, actor: Actor | None, method: str, path: str, **kwargs) -> httpx.Response:
-        return await self.client.request(method, path, headers=service_headers(self.app, actor), **kwargs)
+    async def call(
+        self, actor: Actor | None, method: str, path: str, *, headers: dict | None = None, **kwargs
+    ) -> httpx.Response:
+        headers = service_headers(self.app, actor) | (headers or {})
+        return await self.client.request(method, path, headers=headers, **kwargs)
 
     async def sign_up(self, n: int, **change) -> Actor:
         answer = await self.call(None, "POST", "/volunteers", json=person(n, **change))
@@ -106,11 +109,14 @@ class Volunteers:
 
         await eventually(known, what="the mission in the volunteers service")
 
-    async def apply(self, volunteer: Actor, mission_id: str, message: str | None = None) -> httpx.Response:
+    async def apply(
+        self, volunteer: Actor, mission_id: str, message: str | None = None, *, headers: dict | None = None
+    ) -> httpx.Response:
         return await self.call(
             volunteer,
             "POST",
             f"/volunteers/missions/{mission_id}/applications",
+            headers=headers,
             json={"message": message} if message else {},
         )
 
@@ -192,6 +198,22 @@ async def test_a_volunteer_holds_at_most_five_pending_applications(volunteers):
     await eventually(five_pending, what="five applications projected")
     sixth = await volunteers.apply(volunteer, "m5")
     assert (sixth.status_code, sixth.json()["code"]) == (409, "too_many_applications")
+
+
+async def test_an_intake_request_carried_out_twice_at_once_applies_once(volunteers):
+    """A partition that changes hands mid-batch has its records handled by two members for a moment."""
+    volunteer = await volunteers.sign_up(21)
+    await volunteers.open_mission("m1", 3)
+    request = {"x-intake-request": "6f1c4b1e-2d3a-4c5b-8e9f-0a1b2c3d4e5f"}
+    answers = await asyncio.gather(
+        *(volunteers.apply(volunteer, "m1", headers=request) for _ in range(4)),
+        volunteers.apply(volunteer, "m1", headers=request),
+    )
+    assert {(a.status_code, a.json()["application_id"]) for a in answers} == {(201, request["x-intake-request"])}
+    roster = await volunteers.context.store.read(roster_stream("m1"))
+    assert [e.type for e in roster] == ["ApplicationReceived"]
+    other = await volunteers.apply(volunteer, "m1")  # another request of the same volunteer is refused
+    assert (other.status_code, other.json()["code"]) == (409, "already_applied")
 
 
 async def test_fifty_concurrent_acceptances_on_ten_places_accept_exactly_ten(volunteers):

@@ -92,6 +92,14 @@ def test_applying_allowed_and_refused():
     assert code(lambda: apply(pending=5)) == "too_many_applications"
 
 
+def test_the_same_application_request_carried_out_again_applies_once():
+    applied = roster(received("new", "a"))
+    assert apply(r=applied) == []  # its own application, by its id: nothing more, not a refusal
+    closed = OpenMission("m1", "o1", "closed", 2, False, False)
+    assert apply(r=applied, mission=closed) == []  # even once the mission closed meanwhile
+    assert code(lambda: apply(r=roster(received("other", "a")))) == "already_applied"
+
+
 def test_crisis_mode_keeps_seniors_and_fragile_people_on_remote_missions():
     for candidate in (SENIOR, FRAGILE):
         assert code(lambda c=candidate: apply(candidate=c)) == "onsite_not_allowed_in_crisis"

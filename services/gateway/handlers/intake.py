@@ -191,6 +191,8 @@ class Intake:
             "POST",
             f"/volunteers/missions/{quote(event.mission_id, safe='')}/applications",
             actor,
+            # names the application (the id without its signature): a request carried out twice applies once
+            headers={"x-intake-request": event.request_id.partition(".")[0]},
             json={"message": data.get("message")} if data.get("message") else {},
         )
         check_reachable(answer)
