@@ -1296,7 +1296,9 @@ def section(merged: dict[str, Any]) -> str:
     texts = [
         f"""Machine: {merged.get("drain_machine")}; {merged.get("drain_kafka", "Kafka")} and
         {merged.get("store", "—")} (what scripts/infra runs, read from the server) on the same cores;
-        {merged.get("drain_date")}. Each configuration runs on a fresh platform: a new data directory
+        {merged.get("drain_date")}; 1-minute load average up to {merged.get("drain_load_average_max", "—")}
+        during the run (2 would be the two cores busy: more is other jobs waiting for them). Each configuration
+        runs on a fresh platform: a new data directory
         (embedded), a new namespace of topics and databases (Kafka + FerretDB). An HTTP process (`python -m
         services`, CIVIQUE_RUN_CONSUMERS=false: it serves and relays, consumes nothing) takes the burst through
         the public API ({merged.get("drain_concurrency")} requests at once over kept-alive connections, every
@@ -1408,7 +1410,25 @@ def infra_up() -> dict[str, str]:
     return dict(line.split("=", 1) for line in up.stdout.splitlines() if "=" in line)
 
 
+class LoadWatch:
+    """The machine's highest 1-minute load average while the benchmark runs: what else shared the cores."""
+
+    def __init__(self) -> None:
+        self.highest = os.getloadavg()[0]
+        self._stop = threading.Event()
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(5.0):
+            self.highest = max(self.highest, os.getloadavg()[0])
+
+    def stop(self) -> float:
+        self._stop.set()
+        return round(self.highest, 1)
+
+
 async def run(children: Children, scratch: Path) -> None:
+    load = LoadWatch()
     # drain.json is shared with other benchmarks: the keys of this one that are not the issue's are prefixed
     figures: dict[str, Any] = {
         "drain_machine": machine(),
@@ -1422,14 +1442,16 @@ async def run(children: Children, scratch: Path) -> None:
     details: dict[str, Any] = {"logs": {}}
     row("configuration", "figure")
     threads = os.cpu_count() or 1
-    ceiling = hash_ceiling(ARGS.hash_seconds, threads)
-    figures["hash_ceiling_per_s"] = ceiling["per_s"]
-    details["ceiling"] = ceiling | {"seconds": ARGS.hash_seconds}
-    row(
-        "ceiling",
-        f"{ceiling['per_s']:,.1f} argon2id hashes/s, {threads} threads ({ceiling['hash_ms']} ms one alone, "
-        f"{ceiling['cpu_ms_per_hash']} ms of CPU each)",
-    )
+    ceiling: dict[str, float] = {}
+    if not ARGS.skip_signups:  # the sign-ups' ceiling, kept from the run that measured them otherwise
+        ceiling = hash_ceiling(ARGS.hash_seconds, threads)
+        figures["hash_ceiling_per_s"] = ceiling["per_s"]
+        details["ceiling"] = ceiling | {"seconds": ARGS.hash_seconds}
+        row(
+            "ceiling",
+            f"{ceiling['per_s']:,.1f} argon2id hashes/s, {threads} threads ({ceiling['hash_ms']} ms one alone, "
+            f"{ceiling['cpu_ms_per_hash']} ms of CPU each)",
+        )
     servers: dict[str, str] = {}
     if PRODUCTION in ARGS.backends:
         servers = infra_up()
@@ -1500,6 +1522,7 @@ async def run(children: Children, scratch: Path) -> None:
     figures["drain_details"] = details
     summary = {k: v for k, v in figures.items() if k != "drain_details"}
     print(json.dumps(summary, indent=2))
+    figures["drain_load_average_max"] = load.stop()
     merged = save(figures, write=not ARGS.no_write)
     if ARGS.no_write:
         print(section(merged))
