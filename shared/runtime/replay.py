@@ -45,6 +45,7 @@ from shared.runtime.ports import (
     Projection,
     Sort,
     Write,
+    write_one_by_one,
 )
 from shared.runtime.settings import Settings
 
@@ -125,13 +126,7 @@ class ShadowDocuments:
         return existed
 
     async def write(self, writes: Sequence[Write]) -> None:
-        for w in writes:
-            if w.doc is None:
-                await self.delete(w.collection, w.doc_id)
-            elif w.insert_only:
-                await self.insert(w.collection, w.doc_id, w.doc)
-            else:
-                await self.put(w.collection, w.doc_id, w.doc)
+        await write_one_by_one(self, writes)
 
     async def find(
         self, collection: str, where: Filter | None = None, *, sort: Sort = (), limit: int = 0, skip: int = 0

@@ -236,3 +236,31 @@ async def test_the_lag_is_what_the_group_has_not_committed_per_partition(bus, se
         await member.stop()
     expected = Counter(m.partition for m in inbox.messages if int(m.value.decode().split(":")[1]) >= 3)
     assert lag == {tp: expected[tp[1]] for tp in every_partition}
+
+
+async def test_a_history_whose_first_records_were_deleted_is_refused_not_replayed_with_holes(tmp_path, servers):
+    """Kafka only (the embedded log deletes nothing): a retention or an operator deleting records makes a
+    replay of them fail loudly rather than rebuild read models without their events."""
+    from aiokafka import TopicPartition
+    from aiokafka.admin import RecordsToDelete
+
+    from shared.runtime.ports import HistoryLost
+    from tests.conftest import make_settings
+
+    bus = open_bus(make_settings("kafka+mongo", tmp_path, servers))
+    try:
+        await bus.publish(messages(keys=8, per_key=5))
+        until = await bus.last_offsets(["test.things"])
+        assert await bus.history_size(["test.things"], until) == 40
+        partition = next(p for (_, p), last in until.items() if last >= 2)
+        admin, _ = await bus._offsets_clients()
+        await admin.delete_records({TopicPartition(bus.name("test.things"), partition): RecordsToDelete(2)})
+        with pytest.raises(HistoryLost, match=f"test.things/{partition}"):
+            await bus.history_size(["test.things"], until)
+        with pytest.raises(HistoryLost):
+            async for _ in bus.history(["test.things"], until):
+                pass
+        after = {("test.things", partition): 1}  # what was read before the deletion is not asked for again
+        assert await bus.history_size(["test.things"], until, after) == 40 - 2
+    finally:
+        await bus.close()
