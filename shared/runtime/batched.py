@@ -5,11 +5,13 @@ Outside a batch, and in any task but the consumer's, the store writes through at
 starts inherit its batch: they must end before it does).
 A read that the memory cannot answer alone (a query, a count), an insert (a claim, answered at once) and
 an append to the event store apply the pending writes first, so a handler sees its own writes and its
-events never get ahead of its documents.
+events never get ahead of its documents. `add` is an insert that waits with the batch: a document already
+there fails the batch's write (DuplicateKeyError), and the runner then handles the batch's events again one
+at a time, outside any batch, where it raises at once.
 """
 
 import contextlib
-from collections.abc import AsyncIterator, Container, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Container, Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any
 
@@ -33,30 +35,48 @@ class BatchedDocuments:
     def __init__(self, documents: DocumentStore) -> None:
         self.inner = documents
         self._pending: ContextVar[Pending | None] = ContextVar("pending_writes", default=None)
+        self._then: ContextVar[list[Callable[[], None]] | None] = ContextVar("after_flush", default=None)
 
     @contextlib.asynccontextmanager
     async def batch(self) -> AsyncIterator[None]:
         """Keep this task's writes in memory until `flush`; what was not flushed on leaving is dropped
         (the batch failed: its events are delivered again)."""
-        token = self._pending.set({})
+        token, then = self._pending.set({}), self._then.set([])
         try:
             yield
         finally:
             self._pending.reset(token)
+            self._then.reset(then)
+
+    async def add(self, collection: str, doc_id: str, doc: Mapping[str, Any], then: Callable[[], None]) -> None:
+        """Insert a document, then call `then`: at once outside a batch (DuplicateKeyError if it is there), once
+        the batch's writes are applied inside one (see the module's docstring)."""
+        pending, after = self._pending.get(), self._then.get()
+        if pending is None or after is None:
+            await self.inner.insert(collection, doc_id, doc)
+            then()
+            return
+        pending[(collection, doc_id)] = Write(collection, doc_id, _copy(doc), insert_only=True)
+        after.append(then)
 
     async def flush(self) -> None:
-        """Apply this task's pending writes in one round trip (nothing to do outside a batch)."""
-        pending = self._pending.get()
-        if pending:
-            # taken before the round trip: tasks of the batch handling other keys may add writes meanwhile
-            writes = list(pending.values())
-            pending.clear()
-            try:
+        """Apply this task's pending writes in one round trip (nothing to do outside a batch), then call what
+        waited for them (`add`)."""
+        pending, after = self._pending.get() or {}, self._then.get() or []
+        # taken before the round trip: tasks of the batch handling other keys may add writes meanwhile
+        writes, waiting = list(pending.values()), list(after)
+        pending.clear()
+        after.clear()
+        try:
+            if writes:
                 await self.inner.write(writes)
-            except BaseException:  # kept for a retry of the flush, behind any newer write of the same document
-                for write in writes:
-                    pending.setdefault((write.collection, write.doc_id), write)
-                raise
+        except BaseException:  # kept for a retry of the flush, behind any newer write of the same document
+            for write in writes:
+                pending.setdefault((write.collection, write.doc_id), write)
+            after[:0] = waiting
+            raise
+        for then in waiting:
+            then()
 
     async def get(self, collection: str, doc_id: str) -> dict[str, Any] | None:
         pending = self._pending.get()

@@ -104,3 +104,22 @@ async def test_queries_inserts_and_appends_see_the_pending_writes_first(storage)
         await docs.put("things", "d", {"kind": "z"})
         await storage.store.append("m1", 0, [reopened("m1", 1)])  # its documents before its events
         assert await docs.inner.get("things", "d") == {"kind": "z"}
+
+
+async def test_an_added_document_waits_with_the_batch_and_what_follows_it_waits_for_the_write(storage):
+    docs, called = storage.documents, []
+    async with docs.batch():
+        await docs.add("things", "a", {"n": 1}, then=lambda: called.append("a"))
+        assert called == [] and await docs.inner.get("things", "a") is None  # in memory
+        assert await docs.get("things", "a") == {"n": 1}  # read back from there
+        await docs.flush()
+        assert called == ["a"] and await docs.inner.get("things", "a") == {"n": 1}
+        await docs.add("things", "a", {"n": 2}, then=lambda: called.append("again"))
+        with pytest.raises(DuplicateKeyError):  # the runner then redoes the batch one event at a time
+            await docs.flush()
+    assert called == ["a"]
+    await docs.add("things", "b", {"n": 3}, then=lambda: called.append("b"))  # outside a batch: at once
+    assert called == ["a", "b"] and await docs.inner.get("things", "b") == {"n": 3}
+    with pytest.raises(DuplicateKeyError):
+        await docs.add("things", "b", {"n": 4}, then=lambda: called.append("never"))
+    assert called == ["a", "b"] and await docs.inner.get("things", "a") == {"n": 1}

@@ -13,6 +13,7 @@ from services.notifications.handlers import DELIVERIES, DeliveryLog, Letters, No
 from services.notifications.handlers.delivery import now
 from services.notifications.handlers.group_commit import GroupCommit
 from shared.events import VolunteerRegistered
+from shared.runtime.batched import BatchedDocuments
 from shared.runtime.mail import MAILBOX, MailboxMailer
 from shared.runtime.memory import InMemoryDocumentStore, InMemoryEventStore
 from shared.runtime.ports import DuplicateKeyError, Filter, Sort, Write
@@ -92,7 +93,7 @@ async def test_a_failed_round_trip_fails_every_writer_in_it():
 
 
 def delivery_log(settings: Settings, documents: InMemoryDocumentStore, keys: InMemoryDocumentStore) -> DeliveryLog:
-    return DeliveryLog(documents, settings, Vault(keys), MailboxMailer(documents), Letters())
+    return DeliveryLog(BatchedDocuments(documents), settings, Vault(keys), MailboxMailer(documents), Letters())
 
 
 def registered(volunteer_id: str, personal: Any) -> VolunteerRegistered:

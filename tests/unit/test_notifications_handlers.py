@@ -13,6 +13,7 @@ from shared.access import NOT_YOUR_DEPARTMENT, ROLE_NOT_ALLOWED
 from shared.contracts.notifications import Broadcast, FailuresQuery, PreferencesChange, PreferencesView, Unsubscribed
 from shared.errors import Refusal
 from shared.events import Actor, Event, ReferentAppointed, VolunteerRegistered, catalog
+from shared.runtime.batched import BatchedDocuments
 from shared.runtime.mail import MailboxMailer
 from shared.runtime.memory import InMemoryDocumentStore, InMemoryEventStore
 from shared.runtime.settings import MissingSecret, Settings
@@ -30,7 +31,7 @@ def built(settings: Settings, keys: InMemoryDocumentStore | None = None) -> Noti
     """What the service's composition root builds, on the in-memory stores."""
     documents = InMemoryDocumentStore()
     vault = Vault(keys or InMemoryDocumentStore())
-    log = DeliveryLog(documents, settings, vault, MailboxMailer(documents), Letters())
+    log = DeliveryLog(BatchedDocuments(documents), settings, vault, MailboxMailer(documents), Letters())
     return Notifications(documents, InMemoryEventStore(), settings, log)
 
 

@@ -29,6 +29,7 @@ from services.notifications.handlers.letters import Letters
 from services.notifications.projections import MISSIONS, ORGANIZATIONS
 from shared.contracts.notifications import Failure, FailureStatus, Unsubscribable
 from shared.events.vocabulary import Sealed
+from shared.runtime.batched import BatchedDocuments
 from shared.runtime.mail import (
     ComposedMail,
     Mailer,
@@ -39,7 +40,7 @@ from shared.runtime.mail import (
     check_sender,
     compose_mail,
 )
-from shared.runtime.ports import DocumentStore, DuplicateKeyError
+from shared.runtime.ports import DuplicateKeyError
 from shared.runtime.settings import Settings
 from shared.runtime.vault import Vault
 
@@ -72,7 +73,7 @@ class DeliveryLog:
     platform's key store), `mailer` sends (SMTP, or the local mailbox of embedded runs)."""
 
     def __init__(
-        self, documents: DocumentStore, settings: Settings, vault: Vault, mailer: Mailer, letters: Letters
+        self, documents: BatchedDocuments, settings: Settings, vault: Vault, mailer: Mailer, letters: Letters
     ) -> None:
         self.documents, self.settings = documents, settings
         self.link_secret = settings.secret("link_secret")
@@ -92,8 +93,9 @@ class DeliveryLog:
     async def enqueue(
         self, notice: Notice, *, status: str | None = None, recipient: dict[str, Any] | None = None, **fields: Any
     ) -> bool:
-        """Write one e-mail into the delivery log; False when it is there already (a redelivery). `recipient`: their
-        document as the caller just projected it, which the sender then does not read again."""
+        """Write one e-mail into the delivery log; False when it is there already (a redelivery; inside a consumer's
+        batch, which writes it later, the batch is redone then). `recipient`: their document as the caller just
+        projected it, which the sender then does not read again."""
         if status is None and notice.category == "transactional":
             status = "queued"  # whatever the preferences: not worth reading them
         if status is None:
@@ -115,18 +117,22 @@ class DeliveryLog:
             "next_attempt_at": due.isoformat(),
             **fields,
         }
+
+        def written() -> None:  # handed over once in the log: a sender's "sent" must find it there
+            if status == "held":
+                HELD.labels(notice.template).inc()
+            if handing_over:
+                self._handed_over[notice.key] = delivery
+                if recipient is not None:
+                    self._recipients[notice.key] = recipient
+                self._wake.set()
+
         try:
-            # an insert is written at once, also inside a consumer's batch (ADR 0009): safe to hand over
-            await self.documents.insert(DELIVERIES, notice.key, delivery)
+            # with a consumer's batch, in its one write: a redelivered e-mail there makes the runner redo the
+            # batch one event at a time, where this raises
+            await self.documents.add(DELIVERIES, notice.key, delivery, then=written)
         except DuplicateKeyError:
             return False
-        if status == "held":
-            HELD.labels(notice.template).inc()
-        if handing_over:
-            self._handed_over[notice.key] = delivery
-            if recipient is not None:
-                self._recipients[notice.key] = recipient
-            self._wake.set()
         return True
 
     def _lease(self) -> timedelta:
