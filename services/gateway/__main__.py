@@ -1,5 +1,6 @@
-"""python -m services.gateway [serve | create-admin EMAIL | replay]: the gateway alone, the first admin account,
-or a replay of its read models (it has none: its consumer groups carry out commands).
+"""python -m services.gateway [serve | create-admin EMAIL | replay | dead-letters]: the gateway alone, the first
+admin account, a replay of its read models (it has none: its consumer groups carry out commands), or the
+platform's dead letters.
 
 The admin's password is read from CIVIQUE_ADMIN_PASSWORD or asked on the terminal: never a default.
 create-admin only writes to the gateway's store and leaves: the platform's relay announces the account.
@@ -18,7 +19,15 @@ from services.gateway.handlers import Accounts
 from shared import geo
 from shared.errors import Refusal
 from shared.runtime.app import Runtime, run
-from shared.runtime.cli import CommandLine, add_replay_command, add_server_options, fail, parse
+from shared.runtime.cli import (
+    CommandLine,
+    add_dead_letters_command,
+    add_replay_command,
+    add_server_options,
+    dead_letters_main,
+    fail,
+    parse,
+)
 from shared.runtime.replay import replay_command
 from shared.runtime.settings import Settings
 
@@ -36,6 +45,7 @@ def command_line() -> CommandLine:
     )
     admin.add_argument("email", metavar="EMAIL", help="adresse e-mail de l’administrateur")
     add_replay_command(commands)
+    add_dead_letters_command(commands)
     return parser
 
 
@@ -71,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     options = parse(command_line(), argv)
     if options.command == "replay":
         raise SystemExit(replay_command([service], groups=options.groups))
+    if options.command == "dead-letters":
+        dead_letters_main(options)
     if options.command == "create-admin":
         if "@" not in options.email:
             fail(f"« {options.email} » n’est pas une adresse e-mail.")

@@ -82,20 +82,67 @@ def add_replay_command(commands: "argparse._SubParsersAction[Any]") -> None:
     )
 
 
+def add_dead_letters_command(commands: "argparse._SubParsersAction[Any]") -> None:
+    """The `dead-letters` command: list, replay or discard the platform's dead letters (any service's command line
+    has it; it works on the whole bus)."""
+    letters = commands.add_parser(
+        "dead-letters",
+        help="liste, rejoue ou écarte les lettres mortes (messages qu’un groupe n’a pas pu traiter)",
+        description=(
+            "Les lettres mortes de toute la plateforme, dans les topics <topic>.dlq : « list » les affiche avec "
+            "l’erreur, le groupe et l’événement ; « replay » renvoie celles en attente vers leur topic (une fois la "
+            "cause corrigée : chaque groupe du topic les reçoit, ceux qui les avaient traitées les ignorent) ; "
+            "« discard » les règle sans les rejouer. Code de sortie 1 en cas d’échec."
+        ),
+    )
+    letters.add_argument("action", choices=["list", "replay", "discard"], help="list, replay ou discard")
+    letters.add_argument(
+        "--topic",
+        metavar="TOPIC",
+        action="append",
+        dest="topics",
+        help="ce topic seulement (son nom ou celui de ses lettres mortes), option répétable (sinon tous)",
+    )
+    letters.add_argument(
+        "--group",
+        metavar="GROUPE",
+        action="append",
+        dest="groups",
+        help="list : les lettres de ce groupe de consommateurs seulement, option répétable",
+    )
+    letters.add_argument("--all", action="store_true", dest="every", help="list : les lettres réglées aussi")
+
+
+def dead_letters_main(options: argparse.Namespace) -> NoReturn:
+    """Carry out a parsed `dead-letters` command and exit with its code."""
+    from shared.runtime.dead_letters import dead_letters_command  # here: it imports the runtime, which imports this
+
+    if options.action != "list" and (options.groups or options.every):
+        fail("--group et --all ne valent que pour list : replay et discard prennent toutes les lettres d’un topic.")
+    raise SystemExit(dead_letters_command(options.action, options.topics, groups=options.groups, every=options.every))
+
+
 def fail(message: str) -> NoReturn:
     """End a command on a user's mistake: the French message on stderr, exit code 1."""
     print(message, file=sys.stderr)
     raise SystemExit(USER_ERROR)
 
 
-def server_command(prog: str, title: str) -> CommandLine:
+def server_command(prog: str, title: str, *, operations: bool = False) -> CommandLine:
+    """`prog [--host H] [--port P]`; with `operations` (a process that hosts data), `prog [serve] …` or
+    `prog dead-letters …` too."""
     parser = CommandLine(prog, description=f"Démarre {title} : l’API HTTP, ses consommateurs et son relais.")
     add_server_options(parser)
+    if operations:
+        commands = parser.add_subparsers(dest="command", metavar="COMMANDE", title="commandes")
+        serve = commands.add_parser("serve", help="démarre la plateforme (par défaut)")
+        add_server_options(serve, default=argparse.SUPPRESS)
+        add_dead_letters_command(commands)
     return parser
 
 
 def service_command(prog: str, title: str) -> CommandLine:
-    """`prog [serve] [--host H] [--port P]` (the default) or `prog replay [--group G]`."""
+    """`prog [serve] [--host H] [--port P]` (the default), `prog replay [--group G]` or `prog dead-letters …`."""
     parser = CommandLine(
         prog, description=f"Démarre {title} : l’API HTTP, ses consommateurs et son relais ; ou rejoue ses modèles."
     )
@@ -104,6 +151,7 @@ def service_command(prog: str, title: str) -> CommandLine:
     serve = commands.add_parser("serve", help="démarre le service (par défaut)")
     add_server_options(serve, default=argparse.SUPPRESS)
     add_replay_command(commands)
+    add_dead_letters_command(commands)
     return parser
 
 
@@ -115,6 +163,8 @@ def service_main(services: "Sequence[Service]", *, title: str, prog: str, argv: 
 
     if options.command == "replay":
         raise SystemExit(replay_command(services, groups=options.groups))
+    if options.command == "dead-letters":
+        dead_letters_main(options)
     run(services, title=title, host=options.host, port=options.port)
 
 

@@ -353,7 +353,8 @@ class ConsumerRunner:
         if event_id in position.recent:
             return "duplicate"
         outcome = await self._handle(message, envelope, *route)
-        position.remember(event_id)
+        if outcome != "dead_lettered":  # an operator may replay it (dead-letters replay): handled then, not "seen"
+            position.remember(event_id)
         return outcome
 
     def _outage_pause(self, outages: int) -> float:

@@ -27,6 +27,7 @@ from shared.runtime.ports import (
     hand_over,
 )
 from shared.runtime.tasks import Supervised, finish, start_supervised
+from shared.runtime.topics import topic_config
 
 log = structlog.get_logger("civique.kafka")
 
@@ -79,8 +80,9 @@ class KafkaEventBus:
             return self._producer
 
     async def ensure_topics(self, topics: Sequence[str]) -> None:
-        """Create missing topics with the configured partition count (auto-creation would use the broker's), keeping
-        their records forever: read models are rebuilt from them (ADR 0011)."""
+        """Create missing topics with the configured partition count (auto-creation would use the broker's) and the
+        configuration `shared.runtime.topics` declares: records kept forever, read models are rebuilt from them
+        (ADR 0011)."""
         if all(self.name(t) in self._known_topics for t in topics):
             return
         async with self._topics_lock:  # a burst of first publishes makes one admin round trip, not one each
@@ -92,7 +94,7 @@ class KafkaEventBus:
             try:
                 existing = set(await admin.list_topics())
                 new = [
-                    NewTopic(t, self.partitions, 1, topic_configs={"retention.ms": "-1"})
+                    NewTopic(t, self.partitions, 1, topic_configs=topic_config(t[len(self.namespace) :]))
                     for t in missing
                     if t not in existing
                 ]

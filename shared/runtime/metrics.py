@@ -14,6 +14,12 @@ EVENTS_CONSUMED = Counter(
     ["group", "topic", "outcome"],  # handled | duplicate | ignored | retried | dead_lettered | outage_retried
 )
 DEAD_LETTERS = Counter("civique_dead_letters", "Events sent to a dead-letter topic", ["group", "topic"])
+DEAD_LETTERS_PENDING = Gauge(
+    "civique_dead_letters_pending",
+    "Dead letters of a dead-letter topic not settled yet (neither replayed nor discarded by an operator): the lag "
+    "of the group operations.dead_letters. Every process consuming the topic reports it: aggregate with max by (topic)",
+    ["topic"],
+)
 HANDLER_SECONDS = Histogram("civique_handler_seconds", "Time spent handling one event", ["group", "topic"])
 CONSUMER_LAG = Gauge(
     "civique_consumer_lag",
@@ -24,6 +30,12 @@ CONSUMER_LAG = Gauge(
 )
 TASK_RESTARTS = Counter(
     "civique_task_restarts", "Background tasks (consumers, relays, jobs) restarted after a crash", ["task"]
+)
+READINESS = Gauge(
+    "civique_readiness_check",
+    "Each check of /readyz as last asked (the probes ask every few seconds): 1 ok, 0 failing (a store, the bus, a "
+    "consumer group, a relay, a job)",
+    ["check"],
 )
 OUTBOX_BACKLOG = Gauge("civique_outbox_backlog", "Appended events not yet published", ["service"])
 HTTP_SECONDS = Histogram(
