@@ -13,6 +13,7 @@ run: install
 
 ## Lint, then every test on both backends (Kafka and FerretDB are started by scripts/infra when absent).
 test: install lint
+	@scripts/bootstrap --tests
 	$(UV) run pytest
 
 lint:

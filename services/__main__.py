@@ -6,9 +6,10 @@ from services.missions import service as missions
 from services.moderation import service as moderation
 from services.notifications import service as notifications
 from services.volunteers import service as volunteers
+from services.web import service as web
 from shared.runtime.app import serve
 
-SERVICES = [gateway, missions, moderation, volunteers, matching, notifications]
+SERVICES = [gateway, missions, moderation, volunteers, matching, notifications, web]  # the site's pages last
 
 if __name__ == "__main__":
     serve(SERVICES, title="Civique", prog="python -m services")

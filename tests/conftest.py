@@ -13,7 +13,8 @@ import subprocess
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import ExitStack
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,22 @@ def make_settings(backend: str, tmp_path: Path, servers: Servers | None, **overr
 
 
 _made_on_servers: list[Settings] = []
+
+
+@contextmanager
+def lasting(settings: Settings) -> Iterator[Settings]:
+    """`settings` of a platform that outlives one test (started once for a module): its topics and databases go
+    when the block ends, not after the test that made them."""
+    if any(made is settings for made in _made_on_servers):
+        _made_on_servers.remove(settings)
+    try:
+        yield settings
+    finally:
+        if settings.backend == "kafka+mongo":  # in a thread: this one may run an event loop (Playwright's does)
+            with ThreadPoolExecutor(1) as thread:
+                thread.submit(asyncio.run, _drop([settings])).result()
+
+
 # every storage the services and the tests open (`open_storage(settings, name)`)
 STORAGE_NAMES = ("gateway", "missions", "moderation", "volunteers", "matching", "notifications", "keys", "contract")
 STORAGE_NAMES = (*STORAGE_NAMES, "demo", "faults")  # the tests' own services

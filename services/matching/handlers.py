@@ -277,6 +277,8 @@ def mission_view(mission: MissionSpot, distance: float | None) -> MissionMatch:
         start_date=mission.start_date,
         end_date=mission.end_date,
         distance_km=None if distance is None else round(distance, 1),
+        latitude=mission.latitude,
+        longitude=mission.longitude,
     )
 
 

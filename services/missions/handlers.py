@@ -129,12 +129,11 @@ class MissionsHandlers:
         if found is None:
             raise MISSION_NOT_FOUND()
         mission = MissionView.model_validate(found)
+        organization = await self.organization(mission.organization_id)
+        mission.organization_name = organization.name
         if mission.status in PUBLIC:
             return mission
-        if actor is None:
-            raise MISSION_NOT_FOUND()
-        organization = await self.organization(mission.organization_id)
-        if not (
+        if actor is None or not (
             access.manages(actor, organization.manager_ids)
             or access.refers(actor, mission.department, await self.appointed(actor))
         ):

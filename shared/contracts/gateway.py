@@ -37,6 +37,14 @@ class Tokens(BaseModel):
     account_id: str
 
 
+class Me(BaseModel):
+    """The signed-in account: its role, and for a manager the organisations it manages."""
+
+    account_id: str
+    role: Role
+    organizations: list[str] = Field(description="the organisations a manager registered or was added to")
+
+
 class VolunteerSignUp(Input):
     password: Password
     volunteer: VolunteerProfile

@@ -55,6 +55,8 @@ class MissionMatch(BaseModel):
     start_date: date | None
     end_date: date | None
     distance_km: float | None
+    latitude: float | None = Field(default=None, description="the commune's, for a map; null for a remote one")
+    longitude: float | None = None
 
 
 class MissionSearchPage(BaseModel):

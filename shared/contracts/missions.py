@@ -81,6 +81,7 @@ class MissionView(BaseModel):
 
     id: str
     organization_id: str
+    organization_name: str | None = Field(default=None, description="on a mission's own page")
     status: MissionStatus
     content: MissionContent
     title: str

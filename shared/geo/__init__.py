@@ -4,7 +4,9 @@ Data: data/france.json.gz, built by scripts/build_geo.py from Etalab's administr
 GeoNames coordinates (sources, versions and licences in data/SOURCES.md).
 """
 
+import bisect
 import gzip
+import heapq
 import json
 import math
 import re
@@ -19,6 +21,7 @@ DATA = Path(__file__).parent / "data" / "france.json.gz"
 MALFORMED_POSTAL_CODE = Invalid("invalid_postal_code", "Le code postal doit compter 5 chiffres.")
 UNKNOWN_POSTAL_CODE = Invalid("unknown_postal_code", "Ce code postal ne correspond à aucune commune.")
 POSTAL_CODE = re.compile(r"^\d{5}$")
+POSTAL_CODE_IN_TEXT = re.compile(r"\b(\d{5})\b")
 EARTH_RADIUS_KM = 6371.0088
 
 
@@ -124,6 +127,50 @@ def department(code: str) -> Department:
 def departments() -> list[Department]:
     """Every department, in code order."""
     return sorted(_load().departments.values(), key=lambda d: d.code)
+
+
+def suggestions(text: str, limit: int = 8) -> list[Commune]:
+    """Communes for what a person is typing: a postal code's first digits, or a name's first letters
+    (accents and case ignored); the most populous first."""
+    typed = text.strip()
+    if typed.isdigit():
+        areas = [area for code, area in _load().areas.items() if code.startswith(typed)]
+        return sorted((area.main_commune for area in areas), key=lambda c: (c.postal_code, -c.population))[:limit]
+    wanted = _fold(typed)
+    if not wanted:
+        return []
+    names = _names()
+    start = bisect.bisect_left(names, wanted, key=_first)
+    end = bisect.bisect_left(names, wanted + "\uffff", key=_first)
+    return heapq.nlargest(limit, (commune for _, commune in names[start:end]), key=lambda c: c.population)
+
+
+def place_named(text: str) -> Commune | None:
+    """The commune a person means by « 56000 », « Vannes » or « Vannes (56000) »: the postal code when there is
+    one, else the most populous commune of that name (or, failing that, whose name starts so); None otherwise."""
+    code = POSTAL_CODE_IN_TEXT.search(text)
+    name = POSTAL_CODE_IN_TEXT.sub("", text).strip(" ()")
+    if code:
+        area = _load().areas.get(code.group(1))
+        return area.commune(name) if area else None
+    wanted = _fold(name)
+    names = _names()
+    start = bisect.bisect_left(names, wanted, key=_first)
+    exact = [commune for folded, commune in names[start : start + 100] if folded == wanted]
+    if wanted and exact:
+        return max(exact, key=lambda c: c.population)
+    found = suggestions(name, limit=1)
+    return found[0] if found else None
+
+
+def _first(pair: tuple[str, Commune]) -> str:
+    return pair[0]
+
+
+@cache
+def _names() -> list[tuple[str, Commune]]:
+    """Every commune under each of its postal codes, by folded name: prefixes are found by bisection."""
+    return sorted(((_fold(c.name), c) for area in _load().areas.values() for c in area.communes), key=_first)
 
 
 def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:

@@ -37,11 +37,13 @@ from shared.events import catalog, new_id
 from shared.events.schemas import asyncapi
 from shared.runtime.actors import internal_caller
 from shared.runtime.backend import Storage, open_bus, open_storage
-from shared.runtime.cli import parse, server_command
+from shared.runtime.batched import BatchedDocuments
+from shared.runtime.cli import dead_letters_main, parse, server_command
 from shared.runtime.consumers import ConsumerRunner, Subscriber
+from shared.runtime.dead_letters import report_pending
 from shared.runtime.errors import install_error_handlers, problem_response
 from shared.runtime.logging import configure_logging
-from shared.runtime.metrics import HTTP_SECONDS, OUTBOX_BACKLOG
+from shared.runtime.metrics import HTTP_SECONDS, OUTBOX_BACKLOG, READINESS
 from shared.runtime.ports import DocumentStore, EventBus, EventStore
 from shared.runtime.problems import Problem
 from shared.runtime.relay import Relay
@@ -78,7 +80,7 @@ class ServiceContext:
         return self.storage.store
 
     @property
-    def documents(self) -> DocumentStore:
+    def documents(self) -> BatchedDocuments:
         return self.storage.documents
 
     @property
@@ -95,6 +97,9 @@ class Service:
 
     `routers` are internal: only callers holding the internal token reach them, and they are listed in
     the internal OpenAPI document. `public_routers` face people (the gateway's /api/v1, public pages).
+    A service that keeps no data (`keeps_data=False`: the website, a client of the public API) gets no
+    storage, relay or consumer group; `install` adds what its pages need to the whole app (static files,
+    error pages for browsers).
     """
 
     name: str
@@ -104,6 +109,8 @@ class Service:
     on_start: Callable[[ServiceContext], Awaitable[None]] | None = None
     on_stop: Callable[[ServiceContext], Awaitable[None]] | None = None  # once its jobs and consumers stopped
     background: Sequence[Callable[[ServiceContext], Coroutine[Any, Any, None]]] = ()
+    keeps_data: bool = True
+    install: Callable[[FastAPI], None] | None = None
 
 
 @dataclass
@@ -119,7 +126,8 @@ class Runtime:
 
     def __init__(self, settings: Settings, services: Sequence[Service]) -> None:
         self.settings = settings
-        self.services = services
+        self.services = [service for service in services if service.keeps_data]  # the others need no runtime
+        self.hosted = [service.name for service in services]
         self.bus = open_bus(settings)
         self.running: dict[str, RunningService] = {}
         self.app: Any = None  # the ASGI app hosting these services, for in-process calls between them
@@ -171,7 +179,7 @@ class Runtime:
                 )
         self._housekeeping = start_supervised(self._report_gauges, name="runtime:gauges")
         self._started_at = time.monotonic()
-        log.info("started", services=[s.name for s in self.services], backend=self.settings.backend)
+        log.info("started", services=self.hosted, backend=self.settings.backend)
 
     async def stop(self) -> None:
         """Stop jobs and consumers, let each relay publish what is pending (`shutdown_drain_s`), close;
@@ -268,14 +276,20 @@ class Runtime:
         return checks
 
     async def _report_gauges(self) -> None:
-        """Every `lag_interval_s`: the outbox backlogs and the committed lag of every group of this process,
-        consuming or not (a dead consumer's lag keeps growing on the dashboards)."""
+        """Every `lag_interval_s`: the outbox backlogs, the committed lag of every group of this process,
+        consuming or not (a dead consumer's lag keeps growing on the dashboards), and the dead letters of its
+        topics not settled yet."""
         every = self.settings.lag_interval_s
         while True:
             reads: list[Awaitable[None]] = []
             for name, running in list(self.running.items()):
                 reads.append(self._read_backlog(name, running.context.store))
                 reads.extend(runner.report_lag() for runner in running.runners)
+            consumed = sorted(
+                {topic for running in self.running.values() for r in running.runners for topic in r.subscriber.topics}
+            )
+            if consumed:  # the dead letters waiting for an operator, of the topics this process consumes
+                reads.append(report_pending(self.bus, consumed))
             await asyncio.gather(*(self._bounded_read(read, max(every, 1.0)) for read in reads))
             await asyncio.sleep(every)
 
@@ -362,6 +376,8 @@ def create_app(settings: Settings, services: Sequence[Service], *, title: str = 
             app.include_router(router)
         for router in service.routers:
             app.include_router(router, dependencies=[Depends(internal_caller)], include_in_schema=False)
+        if service.install:
+            service.install(app)
     internal_routes = [route for s in services for router in s.routers for route in router.routes]
 
     app.add_middleware(DirectRoutes)  # innermost: inside the body limit, the correlation id and the timing
@@ -375,6 +391,8 @@ def create_app(settings: Settings, services: Sequence[Service], *, title: str = 
     @app.get("/readyz", tags=["ops"], response_model=Readiness, responses={503: {"model": Readiness}})
     async def readyz() -> JSONResponse:
         checks = await runtime.check_ready()
+        for check, status in checks.items():  # for the dashboards and the alerts: which check, in which pod
+            READINESS.labels(check).set(status == "ok")
         ready = all(v == "ok" for v in checks.values())
         return JSONResponse({"status": "ok" if ready else "unavailable", "checks": checks}, 200 if ready else 503)
 
@@ -570,7 +588,9 @@ class CorrelateAndTime:
 
 def serve(services: Sequence[Service], *, title: str, prog: str, argv: Sequence[str] | None = None) -> None:
     """Run `services` in this process with uvicorn, configured by CIVIQUE_* settings (--help says how)."""
-    options = parse(server_command(prog, title), argv)
+    options = parse(server_command(prog, title, operations=any(service.keeps_data for service in services)), argv)
+    if getattr(options, "command", None) == "dead-letters":
+        dead_letters_main(options)
     run(services, title=title, host=options.host, port=options.port)
 
 
@@ -584,7 +604,7 @@ def run(services: Sequence[Service], *, title: str, host: str | None = None, por
         work(settings, services, title=title)
         return
     workers: list[subprocess.Popen[bytes]] = []
-    if settings.workers and settings.run_consumers:
+    if settings.workers and settings.run_consumers and any(service.keeps_data for service in services):
         workers = start_workers(settings)
         settings = settings.model_copy(update={"run_consumers": False})
     try:

@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     smtp_connections: int = Field(default=4, ge=1, le=64)  # kept open and reused; as many e-mails leave at once
     mail_from: str = "Civique <ne-pas-repondre@civique.example>"
     public_url: str = "http://127.0.0.1:8000"  # where the links of e-mails lead
-    link_secret: str | None = None  # signs unsubscribe links
+    link_secret: str | None = None  # signs unsubscribe links; the website's session cookies use a key derived from it
     mail_hourly_limit: int = Field(default=3, ge=1)  # non-transactional e-mails a person gets an hour
     mail_max_attempts: int = Field(default=8, ge=1)  # temporary SMTP failures before the dead letter
     mail_retry_base_s: float = Field(default=30.0, gt=0)
@@ -94,6 +94,13 @@ class Settings(BaseSettings):
     mail_log_retention_days: int = Field(default=30, ge=8)
     schedule_interval_s: float = Field(default=900.0, gt=0)
     reminder_hour: int = Field(default=8, ge=0, le=23)  # reminders and digests go from this hour, Paris time
+    # the public website (services.web, ADR 0012): `state` shows the State's brand (the DSFR with the Marianne and
+    # the bloc marque), `neutral` the DSFR's components under a neutral header, for an operator other than the State
+    brand: Literal["state", "neutral"] = "state"
+    gateway_url: str = "http://127.0.0.1:8000"  # the public API, when this process does not host the gateway
+    # the search page's map tiles ({z}/{x}/{y}, e.g. the IGN Géoplateforme's); the page stays usable without them
+    map_tiles_url: str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+    map_attribution: str = "© les contributeurs d’OpenStreetMap"
     missions_url: str = "http://127.0.0.1:8001"
     moderation_url: str = "http://127.0.0.1:8002"
     volunteers_url: str = "http://127.0.0.1:8003"

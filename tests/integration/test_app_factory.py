@@ -195,3 +195,26 @@ async def test_stopping_logs_what_it_drained(settings):
     assert stopped["outbox_left"] == {"demo": 0}
     assert stopped["published_on_stop"]["demo"] in (0, 1)  # the relay may have published it before the stop
     assert set(stopped["consumer_lag_left"]) == {"demo.missions"}
+
+
+pages = APIRouter()
+
+
+@pages.get("/bonjour")
+async def hello() -> dict[str, str]:
+    return {"bonjour": "le monde"}
+
+
+async def test_a_service_keeping_no_data_gets_no_storage_relay_or_consumer(settings) -> None:
+    installed = []
+    site = Service("site", public_routers=[pages], keeps_data=False, install=installed.append)
+    app = create_app(settings, [site])
+    assert installed == [app]  # its app-wide additions, once
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://site.test") as client:
+            assert (await client.get("/bonjour")).json() == {"bonjour": "le monde"}
+            ready = (await client.get("/readyz")).json()
+        assert "site" not in app.state.runtime.running
+    assert ready["status"] == "ok" and not any(check.startswith(("site", "relay:site")) for check in ready["checks"])
+    assert not list(settings.data_dir.glob("*site*"))

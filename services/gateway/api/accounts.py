@@ -11,6 +11,7 @@ from services.gateway.api.edge import (
     UNAUTHENTICATED,
     AccountsOf,
     AdminActing,
+    AnyoneActing,
     VolunteerOrAdminActing,
     idempotent,
     limit,
@@ -26,6 +27,7 @@ from shared.contracts.gateway import (
     Invitation,
     InvitationAcceptance,
     InvitationSent,
+    Me,
     OrganizationRegistered,
     OrganizationRegistration,
     ReferentAccount,
@@ -56,6 +58,16 @@ async def refresh(body: RefreshInput, request: Request, accounts: AccountsOf) ->
 @router.post("/auth/logout", status_code=204, tags=["auth"])
 async def logout(body: RefreshInput, accounts: AccountsOf) -> None:
     await accounts.logout(body.refresh_token)
+
+
+@router.get("/auth/me", tags=["auth"], response_model=Me)
+async def me(accounts: AccountsOf, actor: AnyoneActing) -> dict[str, Any]:
+    """Who the access token names: the account's role and, for a manager, its organisations (the web front
+    finds a manager's space with it)."""
+    account = await accounts.account(actor.id)
+    if account is None:  # closed since the token was issued
+        raise UNAUTHENTICATED()
+    return {"account_id": actor.id, "role": account["role"], "organizations": account["organizations"]}
 
 
 @router.post("/organizations", status_code=201, tags=["missions"], response_model=OrganizationRegistered)

@@ -61,6 +61,7 @@ def require(*roles: Role) -> Any:
     return Depends(signed_in)
 
 
+AnyoneActing = Annotated[Actor, require("volunteer", "manager", "referent", "admin")]
 VolunteerActing = Annotated[Actor, require("volunteer")]
 VolunteerOrAdminActing = Annotated[Actor, require("volunteer", "admin")]
 AdminActing = Annotated[Actor, require("admin")]

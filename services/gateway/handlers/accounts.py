@@ -98,6 +98,10 @@ class Accounts:
         with contextlib.suppress(ConcurrencyError):  # announced already
             await append_events(self.store, opened.stream_id(), 0, [opened])
 
+    async def account(self, account_id: str) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = await self.documents.get(ACCOUNTS, account_id)
+        return found
+
     async def by_email(self, email: str) -> dict[str, Any] | None:
         found = await self.documents.find(ACCOUNTS, {"email_key": self.email_key(email)}, limit=1)
         return found[0] if found else None

@@ -1,0 +1,70 @@
+"""The website's pages over HTTP, in process on the embedded backend: the brand setting, the security headers and
+the session cookie's flags, forms refused without their token, French error pages for browsers while the API
+keeps its JSON problems."""
+
+import re
+
+import httpx
+import pytest
+
+from services.__main__ import SERVICES
+from shared.runtime.app import create_app
+from tests.conftest import make_settings
+
+BROWSER = {"accept": "text/html,application/xhtml+xml"}
+
+
+@pytest.fixture
+async def site(tmp_path, request):
+    overrides = getattr(request, "param", {})
+    settings = make_settings("embedded", tmp_path, None, link_secret="test-links", jwt_secret="j" * 40, **overrides)
+    app = create_app(settings, SERVICES)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://civique.test") as client:
+            yield client
+
+
+async def test_pages_carry_a_strict_policy_and_an_httponly_lax_cookie(site) -> None:
+    home = await site.get("/", headers=BROWSER)
+    assert home.status_code == 200 and 'lang="fr"' in home.text and 'class="fr-logo"' in home.text
+    assert "script-src 'self'" in home.headers["content-security-policy"]
+    assert "<script>" not in home.text and " style=" not in home.text  # nothing inline
+    cookie = home.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Secure" not in cookie
+    docs = await site.get("/docs")
+    assert "content-security-policy" not in docs.headers  # Swagger UI's inline scripts keep working
+
+
+@pytest.mark.parametrize("site", [{"brand": "neutral", "public_url": "https://benevolat.example.org"}], indirect=True)
+async def test_the_neutral_brand_shows_no_state_mark_and_the_cookie_is_secure_on_https(site) -> None:
+    home = await site.get("/", headers=BROWSER)
+    assert 'class="fr-logo"' not in home.text and "République" not in home.text
+    assert "/static/civique/neutre.css" in home.text
+    assert "Secure" in home.headers["set-cookie"]
+
+
+async def test_a_form_without_its_token_is_refused_in_french(site) -> None:
+    page = await site.get("/connexion", headers=BROWSER)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    forged = await site.post("/connexion", data={"email": "a@b.fr", "password": "x"}, headers=BROWSER)
+    assert forged.status_code == 403 and "Formulaire expiré" in forged.text
+    sent = await site.post(
+        "/connexion", data={"csrf_token": token, "email": "a@b.fr", "password": "x"}, headers=BROWSER
+    )
+    assert sent.status_code == 422 and "E-mail ou mot de passe incorrect." in sent.text
+
+
+async def test_browsers_get_french_error_pages_and_the_api_keeps_json(site) -> None:
+    page = await site.get("/nulle-part", headers=BROWSER)
+    assert (
+        page.status_code == 404
+        and "Page introuvable" in page.text
+        and page.headers["content-type"].startswith("text/html")
+    )
+    mission = await site.get("/missions/inconnue", headers=BROWSER)
+    assert mission.status_code == 404 and "Page introuvable" in mission.text
+    for answer in (await site.get("/api/v1/nulle-part", headers=BROWSER), await site.get("/nulle-part")):
+        assert answer.status_code == 404 and answer.headers["content-type"] == "application/problem+json"
+    signed_out = await site.get("/mon-espace", headers=BROWSER)
+    assert signed_out.status_code == 303 and signed_out.headers["location"] == "/connexion?suite=%2Fmon-espace"
