@@ -192,12 +192,11 @@ class Runtime:
         await cancel(self._housekeeping)
         published: dict[str, int] = {}
         outbox_left: dict[str, int | None] = {}
-        for running in self.running.values():
-            for task in running.tasks:
-                await cancel(task)
-            for runner in running.runners:
-                await runner.stop()
-        lag_left = await self._lag_left([runner for running in self.running.values() for runner in running.runners])
+        runners = [runner for running in self.running.values() for runner in running.runners]
+        # side by side: each member leaving its group is a round trip to the broker and a rebalance
+        await asyncio.gather(*(cancel(task) for running in self.running.values() for task in running.tasks))
+        await asyncio.gather(*(runner.stop() for runner in runners))
+        lag_left = await self._lag_left(runners)
         for service in self.services:
             if service.on_stop and service.name in self.running:
                 await service.on_stop(self.running[service.name].context)

@@ -8,8 +8,8 @@ import asyncio
 import contextlib
 import heapq
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Sequence
+from typing import Any, TypeVar
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -30,6 +30,7 @@ from shared.runtime.tasks import Supervised, finish, start_supervised
 from shared.runtime.topics import topic_config
 
 log = structlog.get_logger("civique.kafka")
+T = TypeVar("T")
 
 
 class KafkaEventBus:
@@ -248,6 +249,10 @@ def by_partition(
     return grouped
 
 
+class Closing(Exception):
+    """A subscription closed while it waited on the broker."""
+
+
 class KafkaSubscription:
     def __init__(
         self,
@@ -315,15 +320,36 @@ class KafkaSubscription:
     async def _loop(self) -> None:
         assert self._consumer is not None
         consumer = self._consumer
-        await self._rewind(consumer)
-        while not self._closing.is_set():
-            owned = max(1, len(consumer.assignment()))
-            batches = await consumer.getmany(
-                timeout_ms=500, max_records=min(self.bus.max_poll_records, self.batch * owned)
-            )
-            async with asyncio.TaskGroup() as partitions:
-                for same_partition in by_partition(batches, self.concurrent).values():
-                    partitions.create_task(self._deliver_each(consumer, same_partition))
+        try:
+            await self._unless_closing(self._rewind(consumer))
+            while not self._closing.is_set():
+                owned = max(1, len(consumer.assignment()))
+                batches = await self._unless_closing(
+                    consumer.getmany(timeout_ms=500, max_records=min(self.bus.max_poll_records, self.batch * owned))
+                )
+                async with asyncio.TaskGroup() as partitions:
+                    for same_partition in by_partition(batches, self.concurrent).values():
+                        partitions.create_task(self._deliver_each(consumer, same_partition))
+        except Closing:
+            return
+
+    async def _unless_closing(self, wait: Coroutine[Any, Any, T]) -> T:
+        """`wait`'s result, or Closing once the subscription closes first: a wait on the broker (a poll, a seek
+        through a rebalance) holds no work in hand, so a stop does not wait for it."""
+        waiting, closing = asyncio.ensure_future(wait), asyncio.ensure_future(self._closing.wait())
+        try:
+            await asyncio.wait({waiting, closing}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            waiting.cancel()
+            raise
+        finally:
+            closing.cancel()
+        if waiting.done():
+            return waiting.result()
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+        raise Closing()
 
     async def _deliver_each(self, consumer: AIOKafkaConsumer, batches: list[tuple[TopicPartition, list[Any]]]) -> None:
         for tp, records in batches:
