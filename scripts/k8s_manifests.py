@@ -27,7 +27,10 @@ from shared.runtime.topics import DEFAULT_PARTITIONS  # noqa: E402
 
 TARGET = ROOT / "deploy" / "k8s" / "base" / "services.yaml"
 DATA_SERVICES = ("gateway", "missions", "moderation", "volunteers", "matching", "notifications")
-PUBLIC = ("gateway", "web")  # the only ones that take traffic from outside (ingress), NetworkPolicy "public"
+PUBLIC = ("gateway", "web")  # the front doors: no fixed replicas, an HPA on CPU
+# what takes traffic from outside (the ingress), NetworkPolicy "public": the front doors, and the moderation
+# service's HTTP pods, which serve the referents' pages (/moderation…, /departements/…; ADR 0012's amendment)
+EXPOSED = (*PUBLIC, "moderation")
 IMAGE = "civique"  # the overlays' `images:` give its registry and tag
 PORT = 8000
 LAG_THRESHOLD = 200  # records behind per replica before KEDA adds one (a batch is 500 at most)
@@ -95,7 +98,7 @@ def deployment(
 ) -> dict[str, Any]:
     """A Deployment of the image running `python -m services.<service>` with `env` beside the shared settings."""
     pod_labels = labels(service, component)
-    if service in PUBLIC and component == "http":
+    if service in EXPOSED and component == "http":
         pod_labels["civique.fr/exposure"] = "public"
     return {
         "apiVersion": "apps/v1",

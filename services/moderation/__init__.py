@@ -1,6 +1,7 @@
-"""Moderation service: referents, per-department policy, the review queue, decisions, the territory."""
+"""Moderation service: referents, per-department policy, the review queue, decisions, the territory; and the
+referents' space, its pages (`pages`: /moderation…, /departements/{code}/territoire)."""
 
-from services.moderation import projections
+from services.moderation import pages, projections
 from services.moderation.api import router
 from services.moderation.consumers import subscribers
 from services.moderation.handlers import ModerationHandlers
@@ -13,4 +14,11 @@ async def setup(ctx: ServiceContext) -> None:
     await projections.setup(ctx.documents)
 
 
-service = Service("moderation", routers=[router], subscribers=subscribers, on_start=setup)
+service = Service(
+    "moderation",
+    routers=[router],
+    public_routers=[pages.router],
+    subscribers=subscribers,
+    on_start=setup,
+    install=pages.install,
+)

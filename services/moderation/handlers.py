@@ -1,8 +1,9 @@
 """Moderation application layer: who may act where, referents, policies, decisions and the territory."""
 
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from services.moderation import domain
 from services.moderation.projections import MISSIONS, ORGANIZATIONS, POLICIES, QUEUE, REFERENTS, VOLUNTEERS
@@ -33,6 +34,26 @@ from shared.runtime.streams import append_events, load_stream
 
 DECISIONS = (MissionValidated, MissionRefused, MissionChangesRequested)
 UNKNOWN_DEPARTMENT = NotFound("unknown_department", "Ce département n’existe pas.")
+NOT_IN_QUEUE = NotFound("not_in_queue", "Cette demande n’est pas dans la file des référents.")
+LISTED_AT_MOST = 5000  # a queue page reads at most this many items of one kind (a department's, in practice)
+ItemKind = Literal["mission", "organization"]
+QUEUE_STATES: dict[ItemKind, tuple[str, ...]] = {
+    "mission": ("pending", "validated", "refused", "changes_requested"),
+    "organization": ("pending", "approved", "rejected"),
+}
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What a queue page asks for: one kind of item, filtered (empty: any)."""
+
+    kind: ItemKind
+    state: str = "pending"
+    department: str = ""
+    domain: str = ""
+    text: str = ""
+    waiting_days: int = 0  # submitted at least this many days ago
+    newest_first: bool = False
 
 
 def checked_department(department: str) -> str:
@@ -200,6 +221,73 @@ class ModerationHandlers:
             await append_events(self.store, stream_id, version, events, actor=actor)
         except ConcurrencyError:  # another referent decided at the same moment
             raise domain.ALREADY_DECIDED() from None
+
+    # ---- the referents' pages: what they see, in their departments only ----
+
+    async def scope(self, actor: Actor) -> tuple[str, ...] | None:
+        """The departments `actor` may see and act in: a referent's own, None for an admin (all of them)."""
+        access.require_role(actor, "referent", "admin")
+        return None if actor.role == "admin" else await self.appointed(actor)
+
+    async def listing(self, actor: Actor, wanted: Listing) -> list[dict[str, Any]]:
+        """The queue's items of one kind in `actor`'s departments, filtered, oldest first (or newest)."""
+        scope = await self.scope(actor)
+        where: dict[str, Any] = {"kind": wanted.kind}
+        if wanted.department:
+            department = checked_department(wanted.department)
+            access.require_referent(actor, department, scope or ())
+            where["department"] = department
+        elif scope is not None:
+            where["department"] = {"$in": list(scope)}
+        if wanted.state == "pending":
+            where["pending"] = True
+        elif wanted.state:
+            where["decision"] = wanted.state
+        if wanted.domain and wanted.kind == "mission":
+            where["domain"] = wanted.domain
+        found = await self.documents.find(QUEUE, where, sort=[("submitted_at", 1)], limit=LISTED_AT_MOST)
+        if wanted.state and wanted.state != "pending":  # decided, and not submitted again since
+            found = [e for e in found if not e.get("pending")]
+        words = domain.name_key(wanted.text).split()
+        if words:  # the text filter reads titles as duplicates are compared: case and accents set aside
+            found = [e for e in found if all(w in domain.name_key(e.get("title", "")) for w in words)]
+        if wanted.waiting_days:
+            now = datetime.now(UTC)
+            found = [e for e in found if hours_since(e["submitted_at"], now) >= wanted.waiting_days * 24]
+        return found[::-1] if wanted.newest_first else found
+
+    async def counts(self, actor: Actor) -> dict[ItemKind, dict[str, int]]:
+        """How many items of each kind are in each state, in `actor`'s departments."""
+        scope = await self.scope(actor)
+        where: dict[str, Any] = {} if scope is None else {"department": {"$in": list(scope)}}
+        counted: dict[ItemKind, dict[str, int]] = {}
+        for kind, states in QUEUE_STATES.items():
+            counted[kind] = {"pending": await self.documents.count(QUEUE, {**where, "kind": kind, "pending": True})}
+            for state in states[1:]:
+                decided = {**where, "kind": kind, "pending": False, "decision": state}
+                counted[kind][state] = await self.documents.count(QUEUE, decided)
+        return counted
+
+    async def item(self, kind: ItemKind, item_id: str, actor: Actor) -> dict[str, Any]:
+        """A mission or an organisation of the queue, for a referent of its department or an admin."""
+        scope = await self.scope(actor)
+        entry = await self.documents.get(QUEUE, item_id)
+        if entry is None or entry.get("kind") != kind:
+            raise NOT_IN_QUEUE()
+        access.require_referent(actor, entry["department"], scope or ())
+        return entry
+
+    async def queued(self, item_id: str) -> dict[str, Any] | None:
+        """An item of the queue as the projection shows it now, whatever its department (after a scoped action)."""
+        return await self.documents.get(QUEUE, item_id)
+
+    async def organization(self, organization_id: str) -> dict[str, Any] | None:
+        """What the service knows of an organisation: its identity and status."""
+        return await self.documents.get(ORGANIZATIONS, organization_id)
+
+    async def mission_online(self, mission_id: str) -> dict[str, Any] | None:
+        """A mission's lifecycle as the territory follows it: status, places, free places."""
+        return await self.documents.get(MISSIONS, mission_id)
 
     # ---- the territory ----
 

@@ -81,13 +81,30 @@ async def on_mission_submitted(documents: DocumentStore, event: MissionSubmitted
             submissions=doc.get("submissions", 0) + 1,
             submitted_at=env.occurred_at.isoformat(),
             pending=True,
+            history=[*doc.get("history", []), step(env, "submitted")],
         )
         await documents.put(QUEUE, event.mission_id, doc)
+
+
+def step(env: Envelope, what: str, reason: str | None = None, comment: str | None = None) -> dict[str, str | None]:
+    """One line of an item's history, as the referents' pages show it: what, when, who, why."""
+    return {
+        "what": what,
+        "at": env.occurred_at.isoformat(),
+        "by": env.actor.id,
+        "role": env.actor.role,
+        "reason": reason,
+        "comment": comment,
+    }
+
+
+DECISION_OF = {MissionValidated: "validated", MissionRefused: "refused", MissionChangesRequested: "changes_requested"}
 
 
 async def on_mission_withdrawn(documents: DocumentStore, event: MissionCancelled, env: Envelope) -> None:
     if doc := await fresh_document(documents, QUEUE, event.mission_id, env, version_field="mission_version"):
         doc["pending"] = False
+        doc["history"] = [*doc.get("history", []), step(env, "cancelled")]
         await documents.put(QUEUE, event.mission_id, doc)
 
 
@@ -97,6 +114,9 @@ async def on_mission_decided(
     if doc := await fresh_document(documents, QUEUE, event.mission_id, env, version_field="review_version"):
         doc["decisions"] = env.stream_version
         doc["pending"] = doc["decisions"] < doc.get("submissions", 0)
+        doc["decision"] = DECISION_OF[type(event)]
+        reason = getattr(event, "reason", None)
+        doc["history"] = [*doc.get("history", []), step(env, doc["decision"], reason, event.comment)]
         await documents.put(QUEUE, event.mission_id, doc)
 
 
@@ -107,6 +127,7 @@ async def on_organization_registered(documents: DocumentStore, event: Organizati
         "title": event.name,
         "pending": True,
         "submitted_at": env.occurred_at.isoformat(),
+        "history": [step(env, "registered")],
     }
     current = await documents.get(QUEUE, event.organization_id)
     if current is None:
@@ -120,6 +141,11 @@ async def on_organization_registered(documents: DocumentStore, event: Organizati
         kind=event.kind,
         siret=event.siret,
         rna=event.rna,
+        establishment_type=event.establishment_type,
+        postal_code=event.postal_code,
+        commune=event.commune,
+        description=event.description,
+        registered_at=env.occurred_at.isoformat(),
     )
     await documents.put(ORGANIZATIONS, event.organization_id, organization)
 
@@ -134,6 +160,9 @@ async def on_organization_decided(
     entry = await documents.get(QUEUE, event.organization_id)
     if entry is not None and entry["pending"]:
         entry["pending"] = False
+        entry["decision"] = status
+        reason = getattr(event, "reason", None)
+        entry["history"] = [*entry.get("history", []), step(env, status, reason, getattr(event, "comment", None))]
         await documents.put(QUEUE, event.organization_id, entry)
 
 

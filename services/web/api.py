@@ -367,7 +367,7 @@ def render_preferences(visit: Visit, current: Any) -> Response:
     return visit.render("preferences.html", form=Form(PREFERENCES_LABELS, values), frequencies=FREQUENCIES)
 
 
-# ---- referents: their invitation; their space (to come, served by the moderation service: issue 16) ----
+# ---- referents: their invitation (their space, /moderation…, is the moderation service's) ----
 
 INVITATION_LABELS = {"password": "Choisissez un mot de passe"}
 
@@ -397,14 +397,6 @@ async def accept_invitation(visit: VisitOf) -> Response:
                 raise
             form.refused(refused)
     return visit.render("invitation.html", status=422, form=form, token=token)
-
-
-@router.get("/moderation")
-@router.get("/moderation/missions/{item_id}")
-@router.get("/moderation/organizations/{item_id}")
-@router.get("/departements/{department}/territoire")
-async def referent_space(visit: VisitOf, item_id: str | None = None, department: str | None = None) -> Response:
-    return visit.render("espace_referents.html")
 
 
 router.include_router(structures.router)

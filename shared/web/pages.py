@@ -16,11 +16,11 @@ import jinja2
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from shared.events import Role
+from shared.events import Actor, Role
 from shared.events.vocabulary import DOMAIN_LABELS
 from shared.runtime.app import Runtime
 from shared.runtime.settings import Settings
-from shared.web import csrf
+from shared.web import csrf, identity
 from shared.web.forms import Submitted
 from shared.web.gateway import Gateway, gateway_of
 from shared.web.sessions import (
@@ -181,6 +181,29 @@ class Visit:
         if signed_in is None or (roles and signed_in.role not in roles):
             raise SignInRequired(roles)
         return signed_in
+
+    async def actor(self, *roles: Role) -> Actor:
+        """The acting user, for a UI that acts in process rather than through the API (the moderation service's
+        pages): whom the session's access token names, its signature checked with the gateway's key (the token,
+        renewed through the gateway when it ends, is the proof: the cookie alone is not); one of `roles`."""
+        self.require(*roles)
+        secret = self.settings.secret("jwt_secret")
+        for attempt in (1, 2):
+            assert self.session.signed_in is not None
+            if attempt == 2 or self.session.signed_in.expiring(now()):
+                await self._refresh()
+            assert self.session.signed_in is not None
+            try:
+                actor = identity.actor_of(self.session.signed_in.access_token, secret)
+            except identity.TokenExpired:
+                continue
+            except identity.TokenInvalid:  # not the gateway's (another key, a forged one): signed out
+                self.sign_out()
+                raise SignInRequired() from None
+            if roles and actor.role not in roles:
+                raise SignInRequired(roles)
+            return actor
+        raise SignInRequired()
 
     def sign_in(self, tokens: dict[str, Any]) -> SignedIn:
         """Keep the gateway's tokens (`Tokens`) in the session; a new form token with the new session."""

@@ -13,7 +13,8 @@ from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
-from shared.runtime.errors import HTTP_DETAILS
+from shared.errors import Refusal
+from shared.runtime.errors import HTTP_DETAILS, status_of
 from shared.web.gateway import Refused
 from shared.web.pages import FormExpired, PageNotFound, Pages, SignInRequired, Visit
 
@@ -28,17 +29,32 @@ PACKAGES = {  # served under /static/<name>/
 API_PATHS = ("/api/", "/internal/", "/docs", "/redoc", "/openapi.json", "/healthz", "/readyz", "/metrics")
 
 
-def installer(pages: Pages) -> Callable[[FastAPI], None]:
-    """`Service.install` of a UI whose pages are `pages`."""
+def installer(pages: Pages, paths: tuple[str, ...] = ()) -> Callable[[FastAPI], None]:
+    """`Service.install` of a UI whose pages are `pages`; with `paths`, the prefixes of its own space, whose
+    error pages wear its header (the other UI of the process, the public website, keeps the rest)."""
 
     def install(app: FastAPI) -> None:
-        if getattr(app.state, "web_installed", False):  # the other UI of this process did it
+        spaces: list[tuple[tuple[str, ...], Pages]] = getattr(app.state, "web_spaces", [])
+        spaces.append((paths, pages))
+        spaces.sort(key=lambda space: not space[0])  # the spaces with prefixes are looked at first
+        app.state.web_spaces = spaces
+        if getattr(app.state, "web_installed", False):  # the other UI of this process did the rest
             return
         app.state.web_installed = True
         serve_assets(app)
-        install_error_pages(app, pages)
+        install_error_pages(app, lambda request: pages_of(app, request))
 
     return install
+
+
+def pages_of(app: FastAPI, request: Request) -> Pages:
+    """The UI whose space holds the request's path: the one with that prefix, or else the one without."""
+    spaces: list[tuple[tuple[str, ...], Pages]] = app.state.web_spaces
+    path = request.url.path
+    for paths, pages in spaces:
+        if not paths or any(path == prefix or path.startswith(prefix + "/") for prefix in paths):
+            return pages
+    return spaces[-1][1]
 
 
 def serve_assets(app: FastAPI) -> None:
@@ -60,13 +76,16 @@ async def answered(answer: Response | Awaitable[Response]) -> Response:
     return await answer if inspect.isawaitable(answer) else answer
 
 
-def install_error_pages(app: FastAPI, pages: Pages) -> None:
-    """The French 404, 403 and 500 pages, for browsers; the app's JSON problems for everyone else."""
+def install_error_pages(app: FastAPI, pages_for: Callable[[Request], Pages]) -> None:
+    """The French 404, 403 and 500 pages, for browsers (`pages_for` a request: the UI that answers it); the app's
+    JSON problems for everyone else."""
     json_http = app.exception_handlers[HTTPException]  # shared.runtime.errors' problems, for all but browsers
     json_bug = app.exception_handlers[Exception]
+    json_refusal = app.exception_handlers[Refusal]
 
     def page(request: Request, status: int, title: str, detail: str) -> Response:
-        return pages.render(request, "erreur.html", {"code": status, "title": title, "detail": detail}, status)
+        context = {"code": status, "title": title, "detail": detail}
+        return pages_for(request).render(request, "erreur.html", context, status)
 
     async def on_http(request: Request, exc: HTTPException) -> Response:
         if not wants_page(request):
@@ -105,6 +124,16 @@ def install_error_pages(app: FastAPI, pages: Pages) -> None:
         title = "Service indisponible" if exc.status >= 500 else "La demande n’a pas abouti"
         return page(request, exc.status if exc.status >= 400 else 500, title, exc.detail)
 
+    async def on_domain_refusal(request: Request, exc: Refusal) -> Response:
+        """A refusal of the domain met by a page acting in process (another department's mission): in French."""
+        if not wants_page(request):
+            return await answered(json_refusal(request, exc))
+        status = status_of(exc)
+        if status == 404:
+            return not_found(request)
+        title = "Accès réservé" if status == 403 else "La demande n’a pas abouti"
+        return page(request, status, title, exc.detail)
+
     async def on_sign_in_required(request: Request, exc: SignInRequired) -> Response:
         visit: Visit | None = getattr(request.state, "visit", None)
         comeback = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -134,6 +163,7 @@ def install_error_pages(app: FastAPI, pages: Pages) -> None:
     app.add_exception_handler(HTTPException, on_http)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, on_bug)
     app.add_exception_handler(Refused, on_refused)  # type: ignore[arg-type]
+    app.add_exception_handler(Refusal, on_domain_refusal)  # type: ignore[arg-type]
     app.add_exception_handler(SignInRequired, on_sign_in_required)  # type: ignore[arg-type]
     app.add_exception_handler(FormExpired, on_form_expired)  # type: ignore[arg-type]
     app.add_exception_handler(PageNotFound, on_page_not_found)  # type: ignore[arg-type]

@@ -92,4 +92,4 @@ def test_an_invited_referent_accepts_from_the_e_mail_then_logs_in(platform: Plat
     page.get_by_role("button", name="Se connecter").click()
     page.wait_for_url("**/moderation")
     browse.check("espace-referents")
-    expect(page.get_by_role("heading", level=1)).to_have_text("Espace des référents")
+    expect(page.get_by_role("heading", level=1)).to_have_text("À traiter")

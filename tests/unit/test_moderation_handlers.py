@@ -4,7 +4,7 @@ and see possible duplicates of an organisation."""
 import pytest
 
 from services.moderation import projections
-from services.moderation.handlers import ModerationHandlers
+from services.moderation.handlers import Listing, ModerationHandlers
 from shared.errors import Refusal
 from shared.events import (
     Actor,
@@ -104,3 +104,35 @@ async def test_a_duplicate_organisation_is_listed_beside_the_new_one(handlers):
     assert [(d.id, d.status, d.matched_on) for d in entry.possible_duplicates or []] == [("o1", "approved", ["name"])]
     await handlers.decide_organization("o2", "reject", "duplicate", "Déjà inscrite", REFERENT_56)
     assert await refused(handlers.decide_organization("o2", "approve", None, None, REFERENT_56)) == "already_decided"
+
+
+async def test_the_referents_pages_list_their_departments_items_with_their_history(handlers):
+    await submit(handlers, "m1")
+    other = MissionSubmitted(
+        mission_id="m29", organization_id="o2", content=CONTENT.model_copy(update={"department": "29"})
+    )
+    await projections.on_mission_submitted(handlers.documents, other, other.envelope(2))
+    assert [e["id"] for e in await handlers.listing(REFERENT_56, Listing("mission"))] == ["m1"]
+    assert {e["id"] for e in await handlers.listing(ADMIN, Listing("mission"))} == {"m1", "m29"}
+    assert await refused(handlers.listing(REFERENT_56, Listing("mission", department="29"))) == "not_your_department"
+    assert await refused(handlers.item("mission", "m29", REFERENT_56)) == "not_your_department"
+    assert await refused(handlers.item("organization", "m1", REFERENT_56)) == "not_in_queue"
+    assert await refused(handlers.scope(MANAGER)) == "role_not_allowed"
+    assert [e["id"] for e in await handlers.listing(REFERENT_56, Listing("mission", text="ENFANTS soignants"))] == [
+        "m1"
+    ]
+    assert await handlers.listing(REFERENT_56, Listing("mission", text="colis")) == []
+    assert await handlers.listing(REFERENT_56, Listing("mission", waiting_days=2)) == []  # submitted just now
+    assert [e["id"] for e in await handlers.listing(ADMIN, Listing("mission", newest_first=True))] == ["m29", "m1"]
+
+    await handlers.decide_mission("m1", "refuse", "unsafe_conditions", "Pas d’encadrement.", REFERENT_56)
+    for envelope in await handlers.store.read("m1"):  # what the queue's consumer does
+        await projections.on_mission_decided(handlers.documents, catalog.decode(envelope), envelope)
+    assert await handlers.listing(REFERENT_56, Listing("mission")) == []
+    decided = await handlers.listing(REFERENT_56, Listing("mission", state="refused"))
+    assert [(s["what"], s["reason"], s["comment"], s["by"]) for s in decided[0]["history"]] == [
+        ("submitted", None, None, "system"),
+        ("refused", "unsafe_conditions", "Pas d’encadrement.", REFERENT_56.id),
+    ]
+    counts = await handlers.counts(REFERENT_56)
+    assert counts["mission"] == {"pending": 0, "validated": 0, "refused": 1, "changes_requested": 0}

@@ -2,12 +2,16 @@
 again after a refusal, redirects after login, security headers, French dates and numbers."""
 
 import base64
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import jwt
+import pytest
+
 from shared import geo
+from shared.events import Actor
 from shared.runtime.settings import Settings
-from shared.web import csrf
+from shared.web import csrf, identity
 from shared.web.forms import Form, Submitted
 from shared.web.gateway import Refused
 from shared.web.pages import french_date, french_number, safe_next, security_headers
@@ -137,3 +141,23 @@ def test_places_are_suggested_and_found_by_name_or_postal_code() -> None:
 def test_our_own_javascript_stays_under_30_kb() -> None:
     scripts = (Path(__file__).parents[2] / "shared" / "web" / "static").glob("*.js")
     assert sum(script.stat().st_size for script in scripts) < 30 * 1024
+
+
+def test_an_access_token_names_its_actor_only_when_genuine_live_and_with_a_role() -> None:
+    secret, moment = "s" * 40, datetime.now(UTC)
+    claims = {"sub": "ref-29", "role": "referent", "exp": moment + timedelta(minutes=5)}
+    assert identity.actor_of(jwt.encode(claims, secret, algorithm="HS256"), secret) == Actor(
+        id="ref-29", role="referent"
+    )
+    with pytest.raises(identity.TokenExpired):
+        identity.actor_of(
+            jwt.encode(claims | {"exp": moment - timedelta(minutes=1)}, secret, algorithm="HS256"), secret
+        )
+    for forged in (
+        jwt.encode(claims, "another key of forty characters, at least", algorithm="HS256"),
+        jwt.encode(claims | {"role": "superuser"}, secret, algorithm="HS256"),
+        jwt.encode({"sub": "ref-29", "exp": claims["exp"]}, secret, algorithm="HS256"),
+        "not a token",
+    ):
+        with pytest.raises(identity.TokenInvalid):
+            identity.actor_of(forged, secret)
