@@ -8,6 +8,7 @@ the handlers': a referent sees and acts in their departments only, an admin ever
 
 import csv
 import io
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from math import ceil
 from pathlib import Path
@@ -352,19 +353,10 @@ async def render_mission(
 async def decide_mission(mission_id: str, visit: VisitOf, handlers: Handlers) -> Response:
     actor = await moderator(visit)
     form = decision_form(visit, MISSION_DECISIONS, MISSION_REFUSAL_REASONS)
-    if form.valid:
-        try:
-            await handlers.decide_mission(
-                mission_id, form.values["decision"], form.values["reason"] or None, form.values["comment"], actor
-            )
-            await settled(lambda: decided(handlers, [mission_id]))
-            visit.notify("success", f"Décision enregistrée : {DONE[form.values['decision']]}.")
-            return visit.redirect(f"/moderation/missions/{quote(mission_id)}")
-        except Refusal as refusal:
-            if refusal.code == "not_your_department":
-                raise
-            form.refused(Refused(422, refusal.code, refusal.detail, refusal.fields))
-    return await render_mission(visit, handlers, actor, mission_id, form, status=422)
+    decided_page = await carry_out(
+        visit, handlers, form, mission_id, f"/moderation/missions/{quote(mission_id)}", handlers.decide_mission, actor
+    )
+    return decided_page or await render_mission(visit, handlers, actor, mission_id, form, status=422)
 
 
 @router.get("/moderation/organizations/{organization_id}")
@@ -393,19 +385,35 @@ async def render_organization(
 async def decide_organization(organization_id: str, visit: VisitOf, handlers: Handlers) -> Response:
     actor = await moderator(visit)
     form = decision_form(visit, ORGANIZATION_DECISIONS, ORGANIZATION_REJECTION_REASONS)
-    if form.valid:
-        try:
-            await handlers.decide_organization(
-                organization_id, form.values["decision"], form.values["reason"] or None, form.values["comment"], actor
-            )
-            await settled(lambda: decided(handlers, [organization_id]))
-            visit.notify("success", f"Décision enregistrée : {DONE[form.values['decision']]}.")
-            return visit.redirect(f"/moderation/organizations/{quote(organization_id)}")
-        except Refusal as refusal:
-            if refusal.code == "not_your_department":
-                raise
-            form.refused(Refused(422, refusal.code, refusal.detail, refusal.fields))
-    return await render_organization(visit, handlers, actor, organization_id, form, status=422)
+    page = f"/moderation/organizations/{quote(organization_id)}"
+    decided_page = await carry_out(visit, handlers, form, organization_id, page, handlers.decide_organization, actor)
+    return decided_page or await render_organization(visit, handlers, actor, organization_id, form, status=422)
+
+
+async def carry_out(
+    visit: Visit,
+    handlers: ModerationHandlers,
+    form: Form,
+    item_id: str,
+    page: str,
+    decide: Callable[[str, Any, Any, Any, Actor], Awaitable[object]],
+    actor: Actor,
+) -> Response | None:
+    """A valid decision recorded, followed to the queue, then its item's page again; None when the form or the
+    domain refused it (the form then holds the French errors)."""
+    if not form.valid:
+        return None
+    values = form.values
+    try:
+        await decide(item_id, values["decision"], values["reason"] or None, values["comment"], actor)
+    except Refusal as refusal:
+        if refusal.code == "not_your_department":
+            raise
+        form.refused(Refused(422, refusal.code, refusal.detail, refusal.fields))
+        return None
+    await settled(lambda: decided(handlers, [item_id]))
+    visit.notify("success", f"Décision enregistrée : {DONE[values['decision']]}.")
+    return visit.redirect(page)
 
 
 def decision_form(visit: Visit, decisions: dict[Any, str], reasons: dict[Any, str]) -> Form:
