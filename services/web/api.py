@@ -106,8 +106,6 @@ async def join_waitlist(mission_id: str, visit: VisitOf) -> Response:
         await handlers.join_waitlist(visit, mission_id)
         visit.notify("success", "Vous êtes sur la liste d’attente : nous vous écrirons si une place se libère.")
     except Refused as refused:
-        if refused.status >= 500:
-            raise
         visit.notify("error", refused.detail)
     return visit.redirect(f"/missions/{quote(mission_id)}")
 
@@ -212,8 +210,6 @@ async def login(visit: VisitOf) -> Response:
             signed_in = visit.sign_in(await handlers.log_in(visit, form.value("email"), password))
             return visit.redirect(suite or HOME_OF_ROLE[signed_in.role])
         except Refused as refused:
-            if refused.status >= 500:
-                raise
             form.refused(refused)
     return visit.render("connexion.html", status=422, form=form, suite=suite)
 
@@ -295,8 +291,6 @@ async def withdraw(mission_id: str, application_id: str, visit: VisitOf) -> Resp
             visit.notify("success", "Votre candidature est retirée : la structure en est informée.")
             return visit.redirect("/mon-espace")
         except Refused as refused:
-            if refused.status >= 500:
-                raise
             form.refused(refused)
     mission = await handlers.mission(visit, mission_id)
     return visit.render(
@@ -393,8 +387,6 @@ async def accept_invitation(visit: VisitOf) -> Response:
             )
             return visit.redirect("/connexion")
         except Refused as refused:
-            if refused.status >= 500:
-                raise
             form.refused(refused)
     return visit.render("invitation.html", status=422, form=form, token=token)
 

@@ -72,8 +72,6 @@ async def register(visit: VisitOf) -> Response:
         try:
             registered = await handlers.register_organization(visit, forms.organization_of(values), account)
         except Refused as refused:
-            if refused.status >= 500:
-                raise
             form.refused(refused, forms.field_of_registration)
         else:
             if account is not None:
@@ -144,8 +142,6 @@ async def new_mission(organization_id: str, visit: VisitOf) -> Response:
             await settled(lambda: mission_shows(visit, organization_id, mission_id, wanted))
             return visit.redirect("/espace-structure")
         except Refused as refused:
-            if refused.status >= 500:
-                raise
             form.refused(refused, forms.field_of_mission)
     organization = await handlers.organization(visit, organization_id)
     return render_mission_form(visit, organization, form, status=422)
@@ -177,8 +173,6 @@ async def submit(mission_id: str, visit: VisitOf) -> Response:
         await settled(lambda: mission_shows(visit, mission.organization_id, mission_id, "submitted"))
         visit.notify("success", "Votre mission est soumise : un référent la vérifie avant sa publication.")
     except Refused as refused:
-        if refused.status >= 500:
-            raise
         visit.notify("error", refused.detail)
     return visit.redirect("/espace-structure")
 
@@ -209,8 +203,6 @@ async def accept(mission_id: str, application_id: str, visit: VisitOf) -> Respon
         await settled(lambda: decided(visit, mission_id, application_id))
         visit.notify("success", "Candidature acceptée : le bénévole reçoit vos coordonnées par e-mail.")
     except Refused as refused:
-        if refused.status >= 500:
-            raise
         visit.notify("error", refused.detail)
     return visit.redirect(f"/espace-structure/missions/{quote(mission_id)}/candidatures")
 
@@ -227,8 +219,6 @@ async def refuse(mission_id: str, application_id: str, visit: VisitOf) -> Respon
             await settled(lambda: decided(visit, mission_id, application_id))
             visit.notify("success", "Candidature refusée : le bénévole en est informé.")
         except Refused as refused:
-            if refused.status >= 500:
-                raise
             visit.notify("error", refused.detail)
     return visit.redirect(f"/espace-structure/missions/{quote(mission_id)}/candidatures")
 

@@ -21,42 +21,44 @@ log = structlog.get_logger("civique.web")
 
 
 class Refused(Exception):
-    """The public API refused: its status, stable code, French detail and field errors (ADR 0008)."""
+    """The public API refused (a 4xx): its status, stable code, French detail and field errors (ADR 0008)."""
 
     def __init__(self, status: int, code: str, detail: str, fields: dict[str, str] | None = None) -> None:
         super().__init__(code)
         self.status, self.code, self.detail, self.fields = status, code, detail, fields or {}
 
-    @classmethod
-    def of(cls, answer: httpx.Response) -> "Refused":
-        try:
-            body = answer.json()
-        except ValueError:
-            body = {}
-        if not isinstance(body, dict):
-            body = {}
-        return cls(
-            answer.status_code,
-            str(body.get("code", "http_error")),
-            str(body.get("detail", "La demande n’a pas abouti : réessayez dans un instant.")),
-            {str(k): str(v) for k, v in (body.get("fields") or {}).items()},
-        )
 
+class Unavailable(Exception):
+    """The gateway failed (a 5xx) or did not answer: not the visitor's mistake, the page says so with its status."""
 
-class Unreachable(Refused):
-    """The gateway did not answer: the page says so, in French, with a 503."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            503, "gateway_unreachable", "Le service est momentanément indisponible : réessayez dans un instant."
-        )
+    def __init__(
+        self,
+        status: int = 503,
+        code: str = "gateway_unreachable",
+        detail: str = "Le service est momentanément indisponible : réessayez dans un instant.",
+    ) -> None:
+        super().__init__(code)
+        self.status, self.code, self.detail = status, code, detail
 
 
 def expect(answer: httpx.Response, *statuses: int) -> httpx.Response:
-    """The answer when its status is one of `statuses` (200 by default); Refused otherwise."""
+    """The answer when its status is one of `statuses` (200 by default); otherwise Refused for a 4xx, Unavailable for
+    a 5xx, which no page handles (the site's error page does)."""
     if answer.status_code in (statuses or (200,)):
         return answer
-    raise Refused.of(answer)
+    try:
+        body = answer.json()
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    problem = (
+        str(body.get("code", "http_error")),
+        str(body.get("detail", "La demande n’a pas abouti : réessayez dans un instant.")),
+    )
+    if answer.status_code >= 500:
+        raise Unavailable(answer.status_code, *problem)
+    raise Refused(answer.status_code, *problem, {str(k): str(v) for k, v in (body.get("fields") or {}).items()})
 
 
 class InProcess(httpx.ASGITransport):
@@ -112,7 +114,7 @@ class Gateway:
                 except httpx.TransportError as exc:
                     log.warning("gateway_unreachable", path=path, error_type=type(exc).__name__)
                     if attempt == attempts:
-                        raise Unreachable() from None
+                        raise Unavailable() from None
         finally:
             VISITOR.reset(reset)
         raise AssertionError("unreachable")

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 
 from shared.errors import Refusal
 from shared.runtime.errors import HTTP_DETAILS, status_of
-from shared.web.gateway import Refused
+from shared.web.gateway import Refused, Unavailable
 from shared.web.pages import FormExpired, PageNotFound, Pages, SignInRequired, Visit
 
 log = structlog.get_logger("civique.web")
@@ -121,8 +121,10 @@ def install_error_pages(app: FastAPI, pages_for: Callable[[Request], Pages]) -> 
             return await on_sign_in_required(request, SignInRequired())
         if exc.status == 404:
             return not_found(request)
-        title = "Service indisponible" if exc.status >= 500 else "La demande n’a pas abouti"
-        return page(request, exc.status if exc.status >= 400 else 500, title, exc.detail)
+        return page(request, exc.status if exc.status >= 400 else 500, "La demande n’a pas abouti", exc.detail)
+
+    async def on_unavailable(request: Request, exc: Unavailable) -> Response:
+        return page(request, exc.status, "Service indisponible", exc.detail)
 
     async def on_domain_refusal(request: Request, exc: Refusal) -> Response:
         """A refusal of the domain met by a page acting in process (another department's mission): in French."""
@@ -163,6 +165,7 @@ def install_error_pages(app: FastAPI, pages_for: Callable[[Request], Pages]) -> 
     app.add_exception_handler(HTTPException, on_http)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, on_bug)
     app.add_exception_handler(Refused, on_refused)  # type: ignore[arg-type]
+    app.add_exception_handler(Unavailable, on_unavailable)  # type: ignore[arg-type]
     app.add_exception_handler(Refusal, on_domain_refusal)  # type: ignore[arg-type]
     app.add_exception_handler(SignInRequired, on_sign_in_required)  # type: ignore[arg-type]
     app.add_exception_handler(FormExpired, on_form_expired)  # type: ignore[arg-type]

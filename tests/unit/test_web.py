@@ -161,3 +161,19 @@ def test_an_access_token_names_its_actor_only_when_genuine_live_and_with_a_role(
     ):
         with pytest.raises(identity.TokenInvalid):
             identity.actor_of(forged, secret)
+
+
+def test_the_api_client_tells_a_refusal_from_a_failure() -> None:
+    import httpx
+
+    from shared.web.gateway import Unavailable, expect
+
+    refusal = httpx.Response(409, json={"code": "already_applied", "detail": "Déjà candidat.", "fields": {"a": "b"}})
+    with pytest.raises(Refused) as refused:
+        expect(refusal)
+    assert (refused.value.status, refused.value.code, refused.value.fields) == (409, "already_applied", {"a": "b"})
+    with pytest.raises(Unavailable) as failed:  # never caught by a page as a person's mistake
+        expect(httpx.Response(503, json={"code": "intake_unavailable", "detail": "Réessayez."}))
+    assert (failed.value.status, failed.value.code) == (503, "intake_unavailable")
+    assert not isinstance(failed.value, Refused)
+    assert expect(httpx.Response(202), 200, 202).status_code == 202
