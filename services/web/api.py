@@ -361,6 +361,49 @@ def render_preferences(visit: Visit, current: Any) -> Response:
     return visit.render("preferences.html", form=Form(PREFERENCES_LABELS, values), frequencies=FREQUENCIES)
 
 
+# ---- a forgotten password ----
+
+RESET_LABELS = {"email": "Adresse e-mail", "password": "Nouveau mot de passe"}
+
+
+@router.get("/mot-de-passe-oublie")
+async def forgotten_password_page(visit: VisitOf) -> Response:
+    return visit.render("mot_de_passe_oublie.html", form=Form(RESET_LABELS))
+
+
+@router.post("/mot-de-passe-oublie")
+async def forgotten_password(visit: VisitOf) -> Response:
+    form = Form(RESET_LABELS, {"email": visit.form.get("email")})
+    form.require("email")
+    if form.valid:
+        try:
+            visit.notify("info", await handlers.request_password_reset(visit, form.value("email")))
+            return visit.redirect("/connexion")
+        except Refused as refused:
+            form.refused(refused)
+    return visit.render("mot_de_passe_oublie.html", status=422, form=form)
+
+
+@router.get("/mot-de-passe/nouveau")
+async def new_password_page(visit: VisitOf, token: str = "") -> Response:
+    return visit.render("mot_de_passe_nouveau.html", form=Form(RESET_LABELS), token=token)
+
+
+@router.post("/mot-de-passe/nouveau")
+async def new_password(visit: VisitOf) -> Response:
+    token, password, form = visit.form.get("token"), visit.form.raw("password"), Form(RESET_LABELS)
+    if not password:
+        form.errors["password"] = "Ce champ est obligatoire."
+    if form.valid:
+        try:
+            await handlers.reset_password(visit, token, password)
+            visit.notify("success", "Votre mot de passe est changé : connectez-vous avec lui.")
+            return visit.redirect("/connexion")
+        except Refused as refused:
+            form.refused(refused)
+    return visit.render("mot_de_passe_nouveau.html", status=422, form=form, token=token)
+
+
 # ---- referents: their invitation (their space, /moderation…, is the moderation service's) ----
 
 INVITATION_LABELS = {"password": "Choisissez un mot de passe"}

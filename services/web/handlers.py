@@ -107,6 +107,17 @@ async def accept_invitation(visit: Visit, token: str, password: str) -> Referent
     return ReferentAccount.model_validate_json(expect(answer, 201).content)
 
 
+async def request_password_reset(visit: Visit, email: str) -> str:
+    """The gateway's answer, alike for a known address and an unknown one."""
+    answer = await visit.call("POST", "/auth/password-reset", json={"email": email})
+    return str(expect(answer, 202).json()["detail"])
+
+
+async def reset_password(visit: Visit, token: str, password: str) -> None:
+    answer = await visit.call("POST", "/auth/password-reset/confirm", json={"token": token, "password": password})
+    expect(answer, 204)
+
+
 # ---- a volunteer's own ----
 
 

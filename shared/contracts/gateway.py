@@ -85,6 +85,22 @@ class OrganizationRegistered(BaseModel):
     account_id: str
 
 
+class PasswordResetRequest(Input):
+    email: Email
+
+
+class PasswordResetSent(BaseModel):
+    """Alike whether an account has the address or not: only its owner learns it, by e-mail."""
+
+    status: Literal["sent_if_known"]
+    detail: str
+
+
+class PasswordReset(Input):
+    token: Annotated[str, StringConstraints(min_length=10, max_length=200)]
+    password: Password
+
+
 class Invitation(Input):
     email: Email
     departments: list[Department] = Field(min_length=1, max_length=20)

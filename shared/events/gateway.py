@@ -25,6 +25,15 @@ class AccountOpened(AccountEvent):
 
 
 @catalog.register
+class PasswordResetRequested(AccountEvent):
+    """Someone asked for a new password for this account: its single-use link's token travels sealed under a key of
+    its own, shredded once the link has served."""
+
+    expires_at: datetime
+    reset: Sealed
+
+
+@catalog.register
 class ReferentInvited(Event):
     """An admin invited a referent: the e-mail and the token are sealed under a key shredded at acceptance."""
 

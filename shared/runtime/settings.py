@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     access_token_ttl_s: int = Field(default=900, ge=30)
     refresh_token_ttl_s: int = Field(default=30 * 24 * 3600, ge=60)
     invitation_ttl_s: int = Field(default=72 * 3600, ge=60)
+    password_reset_ttl_s: int = Field(default=3600, ge=60)  # a forgotten password's link lives this long
     # rate limits per replica (ADR 0004): tight per account and per e-mail, high per address (CGNAT, schools)
     rate_limit_per_minute: int = Field(default=120, ge=1)  # per signed-in account
     sensitive_rate_limit_per_minute: int = Field(default=10, ge=1)  # per e-mail: login, sign-up, registration

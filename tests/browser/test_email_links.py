@@ -48,6 +48,7 @@ def test_every_link_of_the_e_mails_opens_a_page(platform: Platform, browse: Brow
             "department": "56",
             "mission_url": mission_url,
             "invitation_url": f"{base}/referents/invitation?token=un-jeton-d-invitation",
+            "reset_url": f"{base}/mot-de-passe/nouveau?token=un-jeton-de-lien",
             "unsubscribe_url": f"{base}/api/v1/notifications/unsubscribe?token="
             + unsubscribe_token(platform.settings.link_secret or "", "some-volunteer", "news"),
             "m": SimpleNamespace(url=mission_url),

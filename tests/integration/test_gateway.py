@@ -276,6 +276,37 @@ async def test_the_invitation_email_leads_to_the_referent_account(gateway):
     await eventually(welcomed, what="the referent's account announced")
 
 
+async def test_a_forgotten_password_is_replaced_once_through_the_emailed_link(gateway):
+    await gateway.accounts.create("Marie@Exemple.fr", PASSWORD, "manager")
+    session = await gateway.login("marie@exemple.fr")
+    known = await gateway.post("/auth/password-reset", json={"email": "marie@exemple.fr"})
+    unknown = await gateway.post("/auth/password-reset", json={"email": "personne@exemple.fr"})
+    assert known.status_code == unknown.status_code == 202 and known.json() == unknown.json()  # alike
+    letters: list[dict] = []
+
+    async def delivered() -> bool:
+        letters[:] = await gateway.mailbox.find(MAILBOX, {"to": "marie@exemple.fr"})
+        return any(letter["subject"] == "Choisir un nouveau mot de passe" for letter in letters)
+
+    await eventually(delivered, what="the reset e-mail")
+    reset = next(letter for letter in letters if letter["subject"] == "Choisir un nouveau mot de passe")
+    token = re.search(r"/mot-de-passe/nouveau\?token=([\w-]+)", reset["text"]).group(1)
+    assert not await gateway.mailbox.find(MAILBOX, {"to": "personne@exemple.fr"})
+    new_password = "Nouvelle clef du potager 2026"
+    weak = await gateway.post("/auth/password-reset/confirm", json={"token": token, "password": "motdepasse"})
+    assert (weak.status_code, weak.json()["code"]) == (422, "weak_password")  # the link still serves
+    done = await gateway.post("/auth/password-reset/confirm", json={"token": token, "password": new_password})
+    assert done.status_code == 204
+    assert (await gateway.login("marie@exemple.fr", new_password))["role"] == "manager"
+    old = await gateway.post("/auth/login", json={"email": "marie@exemple.fr", "password": PASSWORD})
+    assert old.status_code == 401
+    ended = await gateway.post("/auth/refresh", json={"refresh_token": session["refresh_token"]})
+    assert (ended.status_code, ended.json()["code"]) == (401, "invalid_refresh_token")  # sessions before it end
+    reused = {"token": token, "password": "Encore une autre 2026"}
+    again = await gateway.post("/auth/password-reset/confirm", json=reused)
+    assert (again.status_code, again.json()["code"]) == (410, "reset_invalid")
+
+
 async def test_an_invitation_makes_a_referent_once_and_expires(gateway):
     admin = await gateway.admin()
     token = await gateway.invite(admin, "referente56@exemple.fr", ["56"])

@@ -22,6 +22,7 @@ async def site(tmp_path, request):
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://civique.test") as client:
+            client.runtime = app.state.runtime  # type: ignore[attr-defined]  # for the tests that look inside
             yield client
 
 
@@ -68,3 +69,42 @@ async def test_browsers_get_french_error_pages_and_the_api_keeps_json(site) -> N
         assert answer.status_code == 404 and answer.headers["content-type"] == "application/problem+json"
     signed_out = await site.get("/mon-espace", headers=BROWSER)
     assert signed_out.status_code == 303 and signed_out.headers["location"] == "/connexion?suite=%2Fmon-espace"
+
+
+async def test_a_forgotten_password_is_replaced_from_the_login_page_and_the_emailed_link(site) -> None:
+    from services.gateway.handlers import Accounts
+    from shared.runtime.mail import MAILBOX
+    from tests.conftest import eventually
+
+    runtime = site.runtime
+    await runtime.context("gateway").component(Accounts).create("lina@exemple.fr", "Vieux mot de passe 1984", "manager")
+
+    async def post(path: str, fields: dict[str, str]) -> httpx.Response:
+        page = await site.get(path, headers=BROWSER)
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+        return await site.post(path.split("?")[0], data={"csrf_token": token, **fields}, headers=BROWSER)
+
+    login = await site.get("/connexion", headers=BROWSER)
+    assert 'href="/mot-de-passe-oublie"' in login.text
+    asked = await post("/mot-de-passe-oublie", {"email": "lina@exemple.fr"})
+    assert asked.status_code == 303 and asked.headers["location"] == "/connexion"
+    assert "Si un compte existe avec cette adresse" in (await site.get("/connexion", headers=BROWSER)).text
+    mailbox = runtime.context("notifications").documents
+    letters: list[dict] = []
+
+    async def delivered() -> bool:
+        letters[:] = await mailbox.find(
+            MAILBOX, {"to": "lina@exemple.fr", "subject": "Choisir un nouveau mot de passe"}
+        )
+        return bool(letters)
+
+    await eventually(delivered, what="the reset e-mail")
+    link = re.search(r"http://127\.0\.0\.1:8000(/mot-de-passe/nouveau\?token=[\w-]+)", letters[0]["text"]).group(1)  # type: ignore[union-attr]
+    weak = await post(link, {"token": link.split("=", 1)[1], "password": "court"})
+    assert weak.status_code == 422 and "10 caractères" in weak.text
+    changed = await post(link, {"token": link.split("=", 1)[1], "password": "Nouvelle clef du jardin 2026"})
+    assert changed.status_code == 303 and changed.headers["location"] == "/connexion"
+    signed_in = await post("/connexion", {"email": "lina@exemple.fr", "password": "Nouvelle clef du jardin 2026"})
+    assert signed_in.status_code == 303
+    used = await post(link, {"token": link.split("=", 1)[1], "password": "Encore une autre clef 2026"})
+    assert used.status_code == 422 and "déjà servi ou a expiré" in used.text

@@ -193,6 +193,7 @@ CONTEXT = {
     "reason": "unsafe_conditions",
     "departments": ["56"],
     "invitation_url": "https://civique.test/referents/invitation?token=t",
+    "reset_url": "https://civique.test/mot-de-passe/nouveau?token=t",
     "contacts": ["gestion@secours56.fr"],
     "missions": [
         {

@@ -5,7 +5,7 @@ import json
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Request, Response
 
 from services.gateway.api.edge import (
     UNAUTHENTICATED,
@@ -30,6 +30,9 @@ from shared.contracts.gateway import (
     Me,
     OrganizationRegistered,
     OrganizationRegistration,
+    PasswordReset,
+    PasswordResetRequest,
+    PasswordResetSent,
     ReferentAccount,
     RefreshInput,
     Tokens,
@@ -58,6 +61,28 @@ async def refresh(body: RefreshInput, request: Request, accounts: AccountsOf) ->
 @router.post("/auth/logout", status_code=204, tags=["auth"])
 async def logout(body: RefreshInput, accounts: AccountsOf) -> None:
     await accounts.logout(body.refresh_token)
+
+
+@router.post("/auth/password-reset", status_code=202, tags=["auth"], response_model=PasswordResetSent)
+async def request_password_reset(
+    body: PasswordResetRequest, request: Request, accounts: AccountsOf, background: BackgroundTasks
+) -> dict[str, Any]:
+    """A forgotten password: a single-use link (valid an hour) goes to the address if an account has it. The answer
+    is the same, and as fast, for a known address and an unknown one: the link is prepared after it."""
+    limit(request, None, "password_reset", email=body.email)
+    background.add_task(accounts.request_password_reset, body.email)
+    return {
+        "status": "sent_if_known",
+        "detail": "Si un compte existe avec cette adresse, un lien pour choisir un nouveau mot de passe vient de "
+        "lui être envoyé. Il est valable une heure.",
+    }
+
+
+@router.post("/auth/password-reset/confirm", status_code=204, tags=["auth"])
+async def reset_password(body: PasswordReset, request: Request, accounts: AccountsOf) -> None:
+    """The new password, with the link's token: the link is used up and the account's other sessions end."""
+    limit(request, None, "password_reset")
+    await accounts.reset_password(body.token, body.password)
 
 
 @router.get("/auth/me", tags=["auth"], response_model=Me)

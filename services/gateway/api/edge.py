@@ -129,7 +129,7 @@ class RateLimiter:
                 del self.hits[key]
 
 
-Limit = Literal["default", "sign_up", "login", "registration"]
+Limit = Literal["default", "sign_up", "login", "registration", "password_reset"]
 
 
 def limit(request: Request, actor: Actor | None, kind: Limit = "default", *, email: str | None = None) -> None:

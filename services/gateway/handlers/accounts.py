@@ -13,15 +13,16 @@ from argon2.exceptions import InvalidHashError, VerifyMismatchError
 
 from services.gateway import domain
 from shared.errors import Conflict, Gone, Unauthenticated
-from shared.events import AccountOpened, Actor, ReferentInvited, Role, new_id
+from shared.events import AccountOpened, Actor, Event, PasswordResetRequested, ReferentInvited, Role, new_id
 from shared.events.vocabulary import Sealed
 from shared.runtime.app import ServiceContext
 from shared.runtime.ports import ConcurrencyError, DuplicateKeyError
-from shared.runtime.streams import append_events
+from shared.runtime.streams import append_events, decide_and_append
 from shared.runtime.vault import Vault
 from shared.web import identity
 
 ACCOUNTS, ATTEMPTS, REFRESH_TOKENS, INVITATIONS = "accounts", "login_attempts", "refresh_tokens", "invitations"
+RESETS = "password_resets"  # by the digest of their token: who asked, until when, used or not
 # argon2id at OWASP's recommended cost (19 MiB, 2 passes, 1 lane): ~35 ms of one core per sign-up of a spike
 HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 # verifying against this when the e-mail is unknown makes both failures cost the same time
@@ -32,6 +33,7 @@ SESSION_EXPIRED = Unauthenticated("invalid_refresh_token", "Votre session a expi
 TOKEN_EXPIRED = Unauthenticated("token_expired", "Votre session a expiré : reconnectez-vous.")
 UNAUTHENTICATED = Unauthenticated("unauthenticated", "Vous devez être connecté.")
 INVITATION_INVALID = Gone("invitation_invalid", "Cette invitation a déjà servi ou a expiré.")
+RESET_INVALID = Gone("reset_invalid", "Ce lien a déjà servi ou a expiré : demandez-en un nouveau.")
 
 
 def now() -> datetime:
@@ -166,6 +168,7 @@ class Accounts:
             {
                 "account_id": account["id"],
                 "revoked": False,
+                "issued_at": issued.isoformat(),
                 "expires_at": (issued + timedelta(seconds=self.settings.refresh_token_ttl_s)).isoformat(),
             },
         )
@@ -185,7 +188,8 @@ class Accounts:
             raise SESSION_EXPIRED()
         await self.documents.put(REFRESH_TOKENS, domain.digest(token), {**stored, "revoked": True})
         account = await self.documents.get(ACCOUNTS, stored["account_id"])
-        if account is None:
+        # a new password ends the sessions opened before it
+        if account is None or stored.get("issued_at", "") < account.get("sessions_valid_from", ""):
             raise SESSION_EXPIRED()
         return await self.issue(account)
 
@@ -207,6 +211,46 @@ class Accounts:
             raise TOKEN_EXPIRED() from None
         except identity.TokenInvalid:
             raise UNAUTHENTICATED() from None
+
+    # ---- forgotten passwords ----
+
+    async def request_password_reset(self, email: str) -> None:
+        """A single-use link by e-mail (PasswordResetRequested, sent by the notifications service) when an account
+        has this address; nothing otherwise. The caller answers alike either way, before this runs."""
+        account = await self.by_email(email)
+        if account is None:
+            return
+        token = domain.new_secret()
+        expires_at = now() + timedelta(seconds=self.settings.password_reset_ttl_s)
+        reset = {"account_id": account["id"], "used": False, "expires_at": expires_at.isoformat()}
+        await self.documents.insert(RESETS, domain.digest(token), reset)
+        requested = PasswordResetRequested(
+            account_id=account["id"],
+            expires_at=expires_at,
+            reset=await self.vault.seal(reset_key(token), {"token": token}),
+        )
+
+        async def decide(_: list[Event]) -> list[Event]:
+            return [requested]
+
+        await decide_and_append(self.store, requested.stream_id(), decide)
+
+    async def reset_password(self, token: str, password: str) -> None:
+        """The new password of the link's account: the link is used up, the account unlocked, its sessions ended."""
+        reset = await self.documents.get(RESETS, domain.digest(token))
+        if reset is None or reset["used"] or datetime.fromisoformat(reset["expires_at"]) <= now():
+            raise RESET_INVALID()
+        account = await self.account(reset["account_id"])
+        email = (await self.vault.open(Sealed(**account["email"])) or {}).get("email") if account else None
+        if account is None or email is None:  # closed or erased since
+            raise RESET_INVALID()
+        domain.check_password(password, email=email)
+        password_hash = await asyncio.to_thread(HASHER.hash, password)
+        changed = {**account, "password_hash": password_hash, "sessions_valid_from": now().isoformat()}
+        await self.documents.put(ACCOUNTS, account["id"], changed)
+        await self.documents.put(RESETS, domain.digest(token), {**reset, "used": True})
+        await self.vault.forget(reset_key(token))
+        await self.documents.delete(ATTEMPTS, self.email_key(email))
 
     # ---- referent invitations ----
 
@@ -254,3 +298,8 @@ class Accounts:
         await self.documents.put(INVITATIONS, domain.digest(token), {**invitation, "used": True})
         await self.vault.forget(domain.digest(token))
         return account, invitation
+
+
+def reset_key(token: str) -> str:
+    """The key a reset link's token is sealed under: shredded once the link has served."""
+    return f"reset-{domain.digest(token)}"

@@ -68,6 +68,10 @@ class NotReady(Exception):
     """What an e-mail speaks of is not known here yet (its topic lags): try again a little later."""
 
 
+class Outdated(Exception):
+    """What an e-mail offers is gone (a reset link used or expired before it left): it is not sent."""
+
+
 class DeliveryLog:
     """Built once at start by the service's composition root: `vault` opens the sealed contact details (the
     platform's key store), `mailer` sends (SMTP, or the local mailbox of embedded runs)."""
@@ -268,6 +272,9 @@ class DeliveryLog:
             context = await self.context_for(listed, contact)
         except NotReady as waiting:
             return await self._wait(listed, moment, str(waiting))
+        except Outdated as outdated:
+            await self._settle(listed, moment, "skipped", reason=str(outdated))
+            return
         claimed = False
 
         async def commit() -> bool:
@@ -417,6 +424,11 @@ class DeliveryLog:
         match delivery["template"]:
             case "referent_invitation":
                 context["invitation_url"] = f"{base}/referents/invitation?token={contact['token']}"
+            case "password_reset":  # its key is shredded once the link has served
+                token = (await self.vault.open(Sealed(**facts["reset"])) or {}).get("token")
+                if token is None:
+                    raise Outdated("reset_link_used")
+                context["reset_url"] = f"{base}/mot-de-passe/nouveau?token={token}"
             case "application_accepted":
                 context["contacts"] = await self._manager_addresses(organization_id)
             case "idle_digest":

@@ -26,6 +26,7 @@ from shared.events import (
     OrganizationApproved,
     OrganizationRegistered,
     OrganizationRejected,
+    PasswordResetRequested,
     ReferentInvited,
     TerritoryImbalanceDetected,
     VolunteerIdle,
@@ -132,6 +133,12 @@ async def volunteer_welcome(event: VolunteerRegistered, address: Addressing) -> 
 @rule(AccountOpened, manager_welcome="transactional")
 async def manager_welcome(event: AccountOpened, address: Addressing) -> list[Notice]:
     return address.to("manager_welcome", [event.account_id]) if event.role == "manager" else []
+
+
+@rule(PasswordResetRequested, password_reset="transactional")
+async def password_reset(event: PasswordResetRequested, address: Addressing) -> list[Notice]:
+    reset = event.reset.model_dump(mode="json")  # sealed: the delivery log never holds the link in clear
+    return address.to("password_reset", [event.account_id], reset=reset, expires_at=event.expires_at.isoformat())
 
 
 @rule(ReferentInvited, referent_invitation="transactional")
