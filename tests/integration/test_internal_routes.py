@@ -16,17 +16,21 @@ PUBLIC = re.compile(r"^/(api/v1/.*|healthz|readyz|metrics|docs.*|redoc|openapi\.
 FORGED = {"x-actor-id": "someone", "x-actor-role": "admin"}
 
 
+def endpoints(routes) -> set[tuple[str, str]]:
+    return {
+        (method, route.path) for route in routes if isinstance(route, APIRoute) for method in route.methods - {"HEAD"}
+    }
+
+
 def internal_routes(app) -> list[tuple[str, str]]:
-    """Every route of every service the app hosts, and of the app itself, but the public ones."""
+    """Every route of every service the app hosts, and of the app itself, but the public ones (the API, the
+    operations' routes, the pages of the services' public routers); no internal route hidden behind a page."""
     services = app.state.runtime.services
-    routers = [router for s in services for router in (*s.routers, *s.public_routers)]
-    routes = [*app.routes, *(route for router in routers for route in router.routes)]
-    return [
-        (method, route.path)
-        for route in routes
-        if isinstance(route, APIRoute) and not PUBLIC.match(route.path)
-        for method in sorted(route.methods - {"HEAD"})
-    ]
+    internal = endpoints(route for s in services for router in s.routers for route in router.routes)
+    pages = endpoints(route for s in services for router in s.public_routers for route in router.routes)
+    assert not internal & pages, internal & pages
+    found = (internal | endpoints(app.routes)) - pages
+    return sorted((method, path) for method, path in found if not PUBLIC.match(path))
 
 
 @pytest.fixture(params=["together", "apart"])
