@@ -258,6 +258,48 @@ async def mission_titles(visit: Visit, mission_ids: set[str]) -> dict[str, str]:
     return {m: t for m, t in zip(mission_ids, found, strict=True) if t}
 
 
+@router.get("/mon-espace/profil")
+async def profile_page(visit: VisitOf) -> Response:
+    me = visit.require("volunteer")
+    profile = await handlers.profile(visit, me.account_id)
+    return render_profile(visit, Form(forms.PROFILE_LABELS, forms.profile_values(profile)))
+
+
+@router.post("/mon-espace/profil")
+async def change_profile(visit: VisitOf) -> Response:
+    me = visit.require("volunteer")
+    form = Form(forms.PROFILE_LABELS, forms.step_values(forms.PROFILE, visit.form))
+    changes = forms.check_profile(form)
+    if form.valid:
+        try:
+            await handlers.change_profile(visit, me.account_id, changes)
+        except Refused as refused:
+            if refused.status not in (400, 409, 422):
+                raise
+            form.refused(refused, forms.field_of_sign_up)
+        else:
+
+            async def changed() -> bool:
+                found = await handlers.profile(visit, me.account_id)
+                return all(getattr(found, name) == changes[name] for name in ("first_name", "last_name", "mode"))
+
+            await settled(changed)
+            visit.notify("success", "Votre profil est enregistré.")
+            return visit.redirect("/mon-espace")
+    return render_profile(visit, form, status=422)
+
+
+def render_profile(visit: Visit, form: Form, status: int = 200) -> Response:
+    return visit.render(
+        "mon_profil.html",
+        status=status,
+        form=form,
+        domain_choices=forms.DOMAIN_CHOICES,
+        availability_choices=forms.AVAILABILITY,
+        modes=forms.MODES,
+    )
+
+
 @router.get("/mon-espace/missions/{mission_id}/candidatures/{application_id}/retrait")
 async def withdrawal_page(mission_id: str, application_id: str, visit: VisitOf) -> Response:
     visit.require("volunteer")

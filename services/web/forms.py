@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from shared import geo
 from shared.contracts.matching import DEFAULT_RADIUS_KM, MissionSearch
-from shared.contracts.volunteers import VolunteerProfile
+from shared.contracts.volunteers import ProfileChanges, VolunteerProfile
 from shared.events.vocabulary import DOMAIN_LABELS, DOMAINS
 from shared.runtime.errors import field_message
 from shared.web.forms import Form, Submitted
@@ -104,6 +104,56 @@ def check_steps(form: Form, last: int) -> int | None:
 def field_of_sign_up(api_field: str) -> str:
     """`volunteer.birth_date` → `birth_date`, `password` → `password`."""
     return api_field.removeprefix("volunteer.").split(".")[0]
+
+
+# ---- a volunteer's profile, changed in their space ----
+
+PROFILE_FIELDS = (
+    "first_name",
+    "last_name",
+    "phone",
+    "postal_code",
+    "domains",
+    "availability",
+    "mode",
+    "max_distance_km",
+    "health_risk",
+    "visible_to_organizations",
+)
+PROFILE_LABELS = {name: SIGN_UP_LABELS[name] for name in PROFILE_FIELDS}
+PROFILE = Step("profil", "Votre profil", PROFILE_FIELDS)  # read as a sign-up step is (a box not ticked is "non")
+
+
+def profile_values(profile: Any) -> dict[str, Any]:
+    """A profile as the form shows it (a VolunteerProfileView)."""
+    values: dict[str, Any] = {name: getattr(profile, name) for name in PROFILE_FIELDS if name not in TICKED}
+    values |= {name: "oui" if getattr(profile, name) else "non" for name in TICKED}
+    values |= {name: list(values[name] or []) for name in LISTS}
+    return {name: "" if value is None else value for name, value in values.items()}
+
+
+def changes_of(values: dict[str, Any]) -> dict[str, Any]:
+    """The form as the API's ProfileChanges reads it (every field sent: what did not change stays the same)."""
+    changes = {name: values.get(name) for name in PROFILE_FIELDS if name not in TICKED}
+    changes |= {name: values.get(name) == "oui" for name in TICKED}
+    return {name: value for name, value in changes.items() if value not in (None, "")}
+
+
+def check_profile(form: Form) -> dict[str, Any]:
+    """The changes checked with the API's own models (the sign-up's rules for the phone and the postal code)."""
+    changes = changes_of(form.values)
+    for name in PROFILE_FIELDS:
+        if name not in TICKED and name != "max_distance_km" and not form.values.get(name):
+            form.errors[name] = "Ce champ est obligatoire."
+    for model in (ProfileChanges, VolunteerProfile):
+        try:
+            model.model_validate(changes)
+        except ValidationError as invalid:
+            for error in invalid.errors():
+                name = str(error["loc"][0]) if error["loc"] else ""
+                if name in form.labels:
+                    form.errors.setdefault(name, field_message(error))
+    return changes
 
 
 # ---- mission search: the filters the URL holds (shareable, the back button works) ----
@@ -253,6 +303,10 @@ ORGANIZATION_STATES = {
     "approved": ("Validée", "success"),
     "rejected": ("Refusée", "error"),
 }
+CANCEL_LABELS = {"reason": "Pourquoi annulez-vous cette mission ?"}
+EDITABLE = ("draft", "changes_requested")  # the missions' states where their content may change
+CLOSABLE = ("validated", "published", "filled")
+CANCELLABLE = ("draft", "submitted", "changes_requested", "validated", "published", "filled")
 REFUSAL_REASONS = (
     ("requirements_not_fulfilled", "Les prérequis de la mission ne sont pas remplis"),
     ("change_mind", "Nos besoins ont changé"),
@@ -294,3 +348,25 @@ def field_of_mission(api_field: str) -> str:
     """`place.postal_code` → `postal_code`, `safety` → `distancing`."""
     name = api_field.removeprefix("place.").removeprefix("safety.")
     return {"place": "postal_code", "safety": "distancing", "details": "safety_details"}.get(name, name)
+
+
+def mission_form_values(content: Any) -> dict[str, Any]:
+    """A mission's content (MissionContent) as its form shows it, to edit it."""
+    place, safety = content.place, content.safety
+    values: dict[str, Any] = {
+        "title": content.title,
+        "description": content.description,
+        "domain": content.domain,
+        "remote": "oui" if content.remote else "non",
+        "address": place.address if place and place.address else "",
+        "postal_code": place.postal_code if place else "",
+        "places": str(content.places),
+        "start_date": content.start_date.isoformat() if content.start_date else "",
+        "end_date": content.end_date.isoformat() if content.end_date else "",
+        "schedule": content.schedule or "",
+        "safety_details": safety.details if safety and safety.details else "",
+        "open_to_minors": "oui" if content.open_to_minors else "non",
+    }
+    for name in ("distancing", "protective_equipment", "supervision"):
+        values[name] = "oui" if safety is None or getattr(safety, name) else "non"
+    return values

@@ -148,6 +148,11 @@ async def profile(visit: Visit, volunteer_id: str) -> VolunteerProfileView:
     return VolunteerProfileView.model_validate_json(answer.content)
 
 
+async def change_profile(visit: Visit, volunteer_id: str, changes: dict[str, Any]) -> None:
+    """Only the fields sent change (ProfileChanges); Refused with the fields at fault."""
+    expect(await visit.call("PATCH", f"/volunteers/{segment(volunteer_id)}", json=changes), 204)
+
+
 async def recommendations(visit: Visit, volunteer_id: str) -> list[RecommendedMission]:
     answer = await visit.call("GET", f"/volunteers/{segment(volunteer_id)}/recommendations", params={"limit": 3})
     if answer.status_code != 200:  # a profile not indexed yet: none to show, the page goes on
@@ -207,6 +212,19 @@ async def draft_mission(visit: Visit, organization_id: str, mission: dict[str, A
 
 async def submit_mission(visit: Visit, mission_id: str) -> None:
     expect(await visit.call("POST", f"/missions/{segment(mission_id)}/submit"), 204)
+
+
+async def edit_mission(visit: Visit, mission_id: str, mission: dict[str, Any]) -> None:
+    """A draft, or a mission whose changes a referent requested, rewritten whole (MissionInput)."""
+    expect(await visit.call("PUT", f"/missions/{segment(mission_id)}", json=mission), 204)
+
+
+async def close_mission(visit: Visit, mission_id: str) -> None:
+    expect(await visit.call("POST", f"/missions/{segment(mission_id)}/close"), 204)
+
+
+async def cancel_mission(visit: Visit, mission_id: str, reason: str) -> None:
+    expect(await visit.call("POST", f"/missions/{segment(mission_id)}/cancel", json={"reason": reason}), 204)
 
 
 async def mission_applications(visit: Visit, mission_id: str) -> list[MissionApplicationView]:

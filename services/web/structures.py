@@ -1,5 +1,7 @@
 """The organisations' space (/espace-structure): register an organisation with its manager's account, its
-missions by state, a mission drafted and submitted, the applications of each mission accepted or refused."""
+missions by state, a mission drafted and submitted, edited (a draft, or the changes a referent requested) and
+submitted again, closed, cancelled with a reason; the applications of each mission accepted (the ticked ones
+together) or refused."""
 
 import asyncio
 from typing import Any
@@ -13,12 +15,12 @@ from services.web import forms, handlers
 from services.web.forms import MISSION_LABELS, ORGANIZATION_LABELS
 from services.web.visits import VisitOf
 from shared.contracts.gateway import Credentials
-from shared.contracts.missions import MissionInput, MissionView, OrganizationView
+from shared.contracts.missions import CancelInput, MissionInput, MissionView, OrganizationView
 from shared.contracts.organizations import OrganizationProfile
 from shared.runtime.errors import field_message
 from shared.web.forms import Form
 from shared.web.gateway import Refused
-from shared.web.pages import Visit, settled
+from shared.web.pages import PageNotFound, Visit, settled
 
 router = APIRouter(prefix="/espace-structure", include_in_schema=False)
 REFUSAL_LABELS = {"reason": "Motif du refus", "comment": "Un mot pour le bénévole"}
@@ -147,12 +149,16 @@ async def new_mission(organization_id: str, visit: VisitOf) -> Response:
     return render_mission_form(visit, organization, form, status=422)
 
 
-def render_mission_form(visit: Visit, organization: OrganizationView, form: Form, status: int = 200) -> Response:
+def render_mission_form(
+    visit: Visit, organization: OrganizationView, form: Form, status: int = 200, mission: MissionView | None = None
+) -> Response:
+    """The form of a new mission, or of `mission` edited (with the referent's requested changes above it)."""
     return visit.render(
         "mission_nouvelle.html",
         status=status,
         organization=organization,
         form=form,
+        mission=mission,
         domain_choices=forms.DOMAIN_CHOICES,
         remote_choices=forms.REMOTE_OR_NOT,
     )
@@ -175,6 +181,102 @@ async def submit(mission_id: str, visit: VisitOf) -> Response:
     except Refused as refused:
         visit.notify("error", refused.detail)
     return visit.redirect("/espace-structure")
+
+
+def editable(mission: MissionView) -> MissionView:
+    """The mission, if its content may still change (a draft, or changes requested); the 404 page otherwise."""
+    if mission.status not in forms.EDITABLE:
+        raise PageNotFound()
+    return mission
+
+
+@router.get("/missions/{mission_id}/modification")
+async def edit_mission_page(mission_id: str, visit: VisitOf) -> Response:
+    visit.require("manager")
+    mission = editable(await handlers.mission(visit, mission_id))
+    organization = await handlers.organization(visit, mission.organization_id)
+    form = Form(MISSION_LABELS, forms.mission_form_values(mission.content))
+    return render_mission_form(visit, organization, form, mission=mission)
+
+
+@router.post("/missions/{mission_id}/modification")
+async def edit_mission(mission_id: str, visit: VisitOf) -> Response:
+    visit.require("manager")
+    mission = editable(await handlers.mission(visit, mission_id))
+    form = Form(MISSION_LABELS, forms.mission_values(visit.form))
+    kept = {"recurring": mission.content.recurring, "prerequisites": mission.content.prerequisites}  # not on the form
+    content = kept | forms.mission_of(form.values)
+    checked(form, MissionInput, content, lambda loc: forms.field_of_mission(".".join(loc)))
+    if form.valid:
+        try:
+            await handlers.edit_mission(visit, mission_id, content)
+            if visit.form.get("action") == "soumettre":
+                await handlers.submit_mission(visit, mission_id)
+                await settled(lambda: mission_shows(visit, mission.organization_id, mission_id, "submitted"))
+                visit.notify("success", "Votre mission est modifiée et soumise : un référent la vérifie à nouveau.")
+            else:
+                await settled(lambda: titled(visit, mission_id, str(content["title"])))
+                visit.notify("success", "Vos modifications sont enregistrées.")
+            return visit.redirect("/espace-structure")
+        except Refused as refused:
+            form.refused(refused, forms.field_of_mission)
+    organization = await handlers.organization(visit, mission.organization_id)
+    return render_mission_form(visit, organization, form, status=422, mission=mission)
+
+
+async def titled(visit: Visit, mission_id: str, title: str) -> bool:
+    """Whether the mission shows its new content (its title)."""
+    return (await handlers.mission(visit, mission_id)).title == title
+
+
+@router.get("/missions/{mission_id}/cloture")
+async def close_page(mission_id: str, visit: VisitOf) -> Response:
+    visit.require("manager")
+    mission = await handlers.mission(visit, mission_id)
+    if mission.status not in forms.CLOSABLE:
+        raise PageNotFound()
+    return visit.render("mission_fin.html", mission=mission, closing=True, form=Form({}))
+
+
+@router.post("/missions/{mission_id}/cloture")
+async def close(mission_id: str, visit: VisitOf) -> Response:
+    visit.require("manager")
+    try:
+        await handlers.close_mission(visit, mission_id)
+        mission = await handlers.mission(visit, mission_id)
+        await settled(lambda: mission_shows(visit, mission.organization_id, mission_id, "closed"))
+        visit.notify("success", "Votre mission est terminée : elle n’accepte plus de candidature.")
+    except Refused as refused:
+        visit.notify("error", refused.detail)
+    return visit.redirect("/espace-structure")
+
+
+@router.get("/missions/{mission_id}/annulation")
+async def cancel_page(mission_id: str, visit: VisitOf) -> Response:
+    visit.require("manager")
+    mission = await handlers.mission(visit, mission_id)
+    if mission.status not in forms.CANCELLABLE:
+        raise PageNotFound()
+    return visit.render("mission_fin.html", mission=mission, closing=False, form=Form(forms.CANCEL_LABELS))
+
+
+@router.post("/missions/{mission_id}/annulation")
+async def cancel(mission_id: str, visit: VisitOf) -> Response:
+    visit.require("manager")
+    form = Form(forms.CANCEL_LABELS, {"reason": visit.form.get("reason")})
+    if form.require("reason"):
+        checked(form, CancelInput, form.values, lambda loc: "reason")
+    if form.valid:
+        try:
+            await handlers.cancel_mission(visit, mission_id, form.value("reason"))
+            mission = await handlers.mission(visit, mission_id)
+            await settled(lambda: mission_shows(visit, mission.organization_id, mission_id, "cancelled"))
+            visit.notify("success", "Votre mission est annulée : ses candidatures le sont aussi.")
+            return visit.redirect("/espace-structure")
+        except Refused as refused:
+            form.refused(refused)
+    mission = await handlers.mission(visit, mission_id)
+    return visit.render("mission_fin.html", status=422, mission=mission, closing=False, form=form)
 
 
 # ---- applications ----
@@ -204,6 +306,39 @@ async def accept(mission_id: str, application_id: str, visit: VisitOf) -> Respon
         visit.notify("success", "Candidature acceptée : le bénévole reçoit vos coordonnées par e-mail.")
     except Refused as refused:
         visit.notify("error", refused.detail)
+    return visit.redirect(f"/espace-structure/missions/{quote(mission_id)}/candidatures")
+
+
+@router.post("/missions/{mission_id}/candidatures/acceptations")
+async def accept_selected(mission_id: str, visit: VisitOf) -> Response:
+    """The applications ticked accepted, one after the other; each refusal reported with the volunteer's name."""
+    visit.require("manager")
+    chosen = visit.form.getlist("candidature")
+    if not chosen:
+        visit.notify("error", "Cochez les candidatures à accepter.")
+        return visit.redirect(f"/espace-structure/missions/{quote(mission_id)}/candidatures")
+    applications = await handlers.mission_applications(visit, mission_id)
+    names = {a.id: getattr(a.volunteer, "first_name", "un bénévole") for a in applications}
+    accepted: list[str] = []
+    for application_id in dict.fromkeys(chosen):
+        try:
+            await handlers.accept_application(visit, mission_id, application_id)
+            accepted.append(application_id)
+        except Refused as refused:
+            visit.notify("error", f"Candidature de {names.get(application_id, 'un bénévole')} : {refused.detail}")
+    if accepted:
+
+        async def all_decided() -> bool:
+            found = {a.id: a.status for a in await handlers.mission_applications(visit, mission_id)}
+            return all(found.get(a) != "pending" for a in accepted)
+
+        await settled(all_decided)
+        n = len(accepted)
+        visit.notify(
+            "success",
+            f"{n} candidature{'s' if n > 1 else ''} acceptée{'s' if n > 1 else ''} : "
+            "chaque bénévole reçoit vos coordonnées par e-mail.",
+        )
     return visit.redirect(f"/espace-structure/missions/{quote(mission_id)}/candidatures")
 
 

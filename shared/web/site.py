@@ -2,16 +2,20 @@
 error pages for browsers. The API keeps its JSON problems: a page answers only a browser's request (it
 accepts HTML) off the API's paths."""
 
+import hashlib
 import inspect
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.errors import Refusal
 from shared.runtime.errors import HTTP_DETAILS, status_of
@@ -26,6 +30,8 @@ PACKAGES = {  # served under /static/<name>/
     "htmx": NODE_MODULES / "htmx.org" / "dist",
     "leaflet": NODE_MODULES / "leaflet" / "dist",
 }
+LOCK_FILE = NODE_MODULES.parent / "package-lock.json"  # the npm packages' versions
+LONG_CACHE = "public, max-age=31536000, immutable"  # a static file asked for at a version (`?v=`): a year
 API_PATHS = ("/api/", "/internal/", "/docs", "/redoc", "/openapi.json", "/healthz", "/readyz", "/metrics")
 
 
@@ -36,15 +42,26 @@ def installer(pages: Pages, paths: tuple[str, ...] = ()) -> Callable[[FastAPI], 
     def install(app: FastAPI) -> None:
         spaces: list[tuple[tuple[str, ...], Pages]] = getattr(app.state, "web_spaces", [])
         spaces.append((paths, pages))
+        pages.env.globals["assets"] = assets_version()  # the layout's links to static files carry it
         spaces.sort(key=lambda space: not space[0])  # the spaces with prefixes are looked at first
         app.state.web_spaces = spaces
         if getattr(app.state, "web_installed", False):  # the other UI of this process did the rest
             return
         app.state.web_installed = True
+        app.add_middleware(CompressPages)
         serve_assets(app)
         install_error_pages(app, lambda request: pages_of(app, request))
 
     return install
+
+
+def assets_version() -> str:
+    """A digest of our static files and of the npm packages' versions: a new one with any change."""
+    digest = hashlib.sha256(LOCK_FILE.read_bytes() if LOCK_FILE.is_file() else b"")
+    for path in sorted(OWN_ASSETS.rglob("*")):
+        if path.is_file():
+            digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def pages_of(app: FastAPI, request: Request) -> Pages:
@@ -64,6 +81,48 @@ def serve_assets(app: FastAPI) -> None:
         if not folder.is_dir():
             log.warning("assets_missing", package=name, folder=str(folder), fix="run scripts/bootstrap")
         app.mount(f"/static/{name}", StaticFiles(directory=folder, check_dir=False), name=f"{name}_assets")
+
+
+class CompressPages:
+    """Gzip for the static files (the DSFR's CSS: 728 KB, about 90 KB compressed) and a browser's pages, when it
+    accepts gzip; the API's answers and the services' calls to one another go as they are."""
+
+    def __init__(self, app: ASGIApp, minimum_size: int = 500) -> None:
+        self.app = app
+        self.gzip = GZipMiddleware(app, minimum_size=minimum_size)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not browsed(scope):
+            await self.app(scope, receive, send)
+            return
+        if not versioned(scope):
+            await self.gzip(scope, receive, send)
+            return
+
+        async def kept_long(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 200:
+                headers = MutableHeaders(scope=message)
+                headers["cache-control"] = LONG_CACHE
+            await send(message)
+
+        await self.gzip(scope, receive, kept_long)
+
+
+def versioned(scope: Scope) -> bool:
+    """A static file asked for at a version of the assets (`?v=…`): it never changes at that address."""
+    query = parse_qs(bytes(scope.get("query_string") or b"").decode("latin-1"))
+    return str(scope.get("path", "")).startswith("/static/") and bool(query.get("v", [""])[0])
+
+
+def browsed(scope: Scope) -> bool:
+    """A static file, or a page a browser asked for (htmx's requests included), off the API's paths."""
+    path = str(scope.get("path", ""))
+    if path.startswith(API_PATHS):
+        return False
+    if path.startswith("/static/"):
+        return True
+    headers = dict(scope.get("headers") or [])
+    return b"text/html" in headers.get(b"accept", b"") or b"hx-request" in headers
 
 
 def wants_page(request: Request) -> bool:

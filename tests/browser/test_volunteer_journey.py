@@ -194,3 +194,29 @@ def test_without_javascript_a_sign_up_is_followed_by_a_link_then_logged_in(brows
     page.wait_for_url("**/mon-espace")
     browse.check("mon-espace-sans-javascript")
     expect(page.get_by_text("Bonjour Marie !")).to_be_visible()
+
+
+def test_a_volunteer_changes_their_profile_a_bad_phone_first(platform: Platform, browse: Browse) -> None:
+    page = browse.page
+    platform.volunteer("claire.profil@exemple.fr", "Claire")
+    browse.goto("/connexion")
+    page.get_by_label("Adresse e-mail").fill("claire.profil@exemple.fr")
+    page.get_by_label("Mot de passe").fill(PASSWORD)
+    page.get_by_role("button", name="Se connecter").click()
+    page.wait_for_url("**/mon-espace")
+    page.get_by_role("link", name="Modifier mon profil").click()
+    page.wait_for_url("**/mon-espace/profil")
+    browse.check("mon-profil")
+    expect(page.get_by_label("Prénom")).to_have_value("Claire")
+    page.get_by_label("Nom", exact=True).fill("Durand")
+    page.get_by_label("Téléphone mobile").fill("12")
+    page.get_by_role("button", name="Enregistrer mon profil").click()
+    browse.check("mon-profil-erreur")
+    expect(page.locator("#champ-phone-messages")).to_have_text("Indiquez un numéro de mobile français (06 ou 07).")
+    expect(page.get_by_label("Nom", exact=True)).to_have_value("Durand")  # what was typed stays
+    expect(page.get_by_label("Téléphone mobile")).to_have_value("12")
+    page.get_by_label("Téléphone mobile").fill("07 98 76 54 32")
+    page.get_by_role("button", name="Enregistrer mon profil").click()
+    page.wait_for_url("**/mon-espace")
+    expect(page.get_by_text("Votre profil est enregistré.")).to_be_visible()
+    expect(page.locator(".fr-card", has_text="Mon profil")).to_contain_text("Claire Durand")

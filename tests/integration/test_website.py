@@ -108,3 +108,19 @@ async def test_a_forgotten_password_is_replaced_from_the_login_page_and_the_emai
     assert signed_in.status_code == 303
     used = await post(link, {"token": link.split("=", 1)[1], "password": "Encore une autre clef 2026"})
     assert used.status_code == 422 and "déjà servi ou a expiré" in used.text
+
+
+async def test_static_files_and_pages_are_gzipped_for_browsers_the_versioned_kept_a_year_not_the_api(site) -> None:
+    gzip = {"accept-encoding": "gzip"}
+    css = await site.get("/static/dsfr/dsfr.min.css", headers=gzip)
+    assert css.status_code == 200 and css.headers["content-encoding"] == "gzip"
+    assert len(css.content) > 500_000 and css.num_bytes_downloaded < len(css.content) / 4
+    assert "immutable" not in css.headers.get("cache-control", "")  # unversioned: revalidated (ETag)
+    home = await site.get("/", headers=BROWSER | gzip)
+    assert home.headers["content-encoding"] == "gzip" and 'lang="fr"' in home.text
+    versioned = re.search(r'href="(/static/dsfr/dsfr\.min\.css\?v=\w+)"', home.text).group(1)  # type: ignore[union-attr]
+    kept = await site.get(versioned, headers=gzip)
+    assert kept.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert kept.headers["content-encoding"] == "gzip"
+    api = await site.get("/api/v1/search/missions", headers=gzip)
+    assert api.status_code == 200 and "content-encoding" not in api.headers
