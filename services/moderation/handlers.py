@@ -104,6 +104,10 @@ class ModerationHandlers:
         found = await self.documents.get(POLICIES, department)
         return DepartmentPolicy(department=department, policy=found["policy"] if found else "pre")
 
+    async def published_first(self) -> list[str]:
+        """The departments whose missions go online before a referent checks them (`post`); the others are `pre`."""
+        return sorted(doc["id"] for doc in await self.documents.find(POLICIES, {"policy": "post"}))
+
     async def national_dashboard(self, actor: Actor) -> Dashboard:
         access.require_role(actor, "admin")
         return await self.dashboard(None)
@@ -119,6 +123,15 @@ class ModerationHandlers:
         if not found or not found.get("departments"):
             raise domain.REFERENT_NOT_FOUND()
         return ReferentView(id=referent_id, departments=found["departments"])
+
+    async def referents(self, actor: Actor) -> list[ReferentView]:
+        """Every referent appointed (a revoked one has no department left), for admins."""
+        access.require_role(actor, "admin")
+        found = await self.documents.find(REFERENTS, {})
+        return sorted(
+            (ReferentView(id=doc["id"], departments=doc["departments"]) for doc in found if doc.get("departments")),
+            key=lambda referent: (referent.departments, referent.id),
+        )
 
     async def appointed(self, actor: Actor) -> tuple[str, ...]:
         """The departments a referent is appointed to, from their own stream (none for other roles)."""

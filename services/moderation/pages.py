@@ -1,13 +1,19 @@
 """The referents' space, served by the moderation service (ADR 0012, amendment): what waits for a decision,
-the queues of missions and organisations, their files and the decisions, the territory's figures, the exports.
+the queues of missions and organisations, their files and the decisions, the territory's figures, the exports;
+messages to a department's volunteers and their reports; the admins' pages (referents, invitations, policies,
+failed e-mails).
 
 Pages read the service's own read models and act through its own handlers, in process; the acting user is the
 one the session's access token names (issued by the gateway, checked with its key: `Visit.actor`). Scoping is
-the handlers': a referent sees and acts in their departments only, an admin everywhere.
+the handlers': a referent sees and acts in their departments only, an admin everywhere. What other services own
+(broadcasts, failed e-mails: notifications; invitations: the gateway's accounts) goes through the public API on
+the visitor's behalf (`Visit.call`), never by importing them.
 """
 
 import csv
+import hashlib
 import io
+import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from math import ceil
@@ -17,17 +23,20 @@ from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
+from pydantic import ValidationError
 
 from services.moderation.handlers import QUEUE_STATES, ItemKind, Listing, ModerationHandlers, hours_since
 from shared import geo
 from shared.contracts.moderation import Dashboard, MissionDecision, OrganizationDecision
+from shared.contracts.notifications import Broadcast, BroadcastReport, Failure
 from shared.errors import Forbidden, NotFound, Refusal
 from shared.events import Actor
 from shared.events.moderation import MissionRefusalReason, OrganizationRejectionReason
-from shared.events.vocabulary import DOMAIN_LABELS
+from shared.events.vocabulary import DOMAIN_LABELS, ModerationPolicy
 from shared.runtime.app import provided
+from shared.runtime.errors import field_message
 from shared.web.forms import Form
-from shared.web.gateway import Refused
+from shared.web.gateway import Refused, expect
 from shared.web.pages import Pages, Visit, domain_label, settled
 from shared.web.site import installer
 
@@ -154,6 +163,10 @@ async def moderator(visit: Visit) -> Actor:
 
 def department_name(code: str) -> str:
     return geo.department(code).name
+
+
+def known_department(code: str) -> bool:
+    return code in {d.code for d in geo.departments()}
 
 
 def departments_of(scope: tuple[str, ...] | None) -> list[tuple[str, str]]:
@@ -494,3 +507,212 @@ async def mission_export(request: Request, visit: VisitOf, handlers: Handlers) -
 @router.get("/moderation/organizations.csv")
 async def organization_export(request: Request, visit: VisitOf, handlers: Handlers) -> Response:
     return await export(request, visit, handlers, "organization")
+
+
+# ---- broadcasts: a referent writes to the department's volunteers without a mission ----
+# The notifications service owns broadcasts: these pages call the public API on the referent's behalf
+# (`Visit.call`), as the website does, rather than import another service (ADR 0012, amendment).
+
+BROADCAST_LABELS = {"subject": "Objet", "body": "Message"}
+REPORT_SETTLE_S = 10.0  # the report exists once the notifications' consumer has counted the recipients
+
+
+def once(visit: Visit, *sent: object) -> dict[str, str]:
+    """The Idempotency-Key of a POST to the API: the same form sent twice in a session (a double click, a page
+    sent again) is carried out once, the gateway answering the second as the first."""
+    seed = json.dumps([visit.session.csrf, *sent], sort_keys=True, ensure_ascii=False)
+    return {"idempotency-key": hashlib.sha256(seed.encode()).hexdigest()}
+
+
+def broadcast_form(visit: Visit) -> Form:
+    """The message as typed, checked with the API contract's own limits."""
+    body = visit.form.get("body").replace("\r\n", "\n")  # browsers send CRLF; paragraphs are blank lines
+    form = Form(BROADCAST_LABELS, {"subject": visit.form.get("subject"), "body": body})
+    try:
+        Broadcast.model_validate(form.values)
+    except ValidationError as invalid:
+        for error in invalid.errors():
+            form.errors.setdefault(str(error["loc"][0]), field_message(error))
+    return form
+
+
+async def render_broadcast(
+    visit: Visit, code: str, form: Form, *, preview: bool = False, status: int = 200
+) -> Response:
+    audience = expect(await visit.call("GET", f"/departments/{quote(code)}/broadcast-audience")).json()
+    return visit.render(
+        "message.html",
+        status=status,
+        code=code,
+        name=department_name(code),
+        form=form,
+        recipients=audience["recipients"],
+        preview=preview,
+    )
+
+
+@router.get("/departements/{department}/message")
+async def broadcast_page(department: str, visit: VisitOf, handlers: Handlers) -> Response:
+    code = await handlers.in_department(await moderator(visit), department)
+    return await render_broadcast(visit, code, Form(BROADCAST_LABELS))
+
+
+@router.post("/departements/{department}/message")
+async def broadcast(department: str, visit: VisitOf, handlers: Handlers) -> Response:
+    """« Prévisualiser » shows the message and whom it reaches; « Envoyer » posts it, then its report."""
+    code = await handlers.in_department(await moderator(visit), department)
+    form = broadcast_form(visit)
+    if not form.valid or visit.form.get("action") != "envoyer":
+        return await render_broadcast(visit, code, form, preview=form.valid, status=200 if form.valid else 422)
+    try:
+        answer = await visit.call(
+            "POST", f"/departments/{quote(code)}/broadcasts", json=form.values, headers=once(visit, code, form.values)
+        )
+        posted = expect(answer, 202).json()
+    except Refused as refusal:
+        if refusal.status == 403:
+            raise
+        form.refused(refusal)
+        return await render_broadcast(visit, code, form, status=422)
+    report = f"/broadcasts/{quote(posted['broadcast_id'])}"
+
+    async def counted() -> bool:
+        return (await visit.call("GET", report)).status_code == 200
+
+    await settled(counted, within_s=REPORT_SETTLE_S)
+    visit.notify("success", "Message envoyé : les e-mails partent dans l’ordre, le bilan se met à jour.")
+    return visit.redirect(f"/moderation/messages/{quote(posted['broadcast_id'])}")
+
+
+@router.get("/moderation/messages/{broadcast_id}")
+async def broadcast_report(broadcast_id: str, visit: VisitOf) -> Response:
+    await moderator(visit)
+    try:
+        report = BroadcastReport.model_validate(
+            expect(await visit.call("GET", f"/broadcasts/{quote(broadcast_id)}")).json()
+        )
+    except Refused as refusal:
+        if refusal.status == 404:
+            visit.not_found()
+        raise
+    return visit.render("bilan.html", report=report, name=department_name(report.department))
+
+
+# ---- administration (admins): referents, invitations, policies, failed e-mails ----
+
+INVITATION_LABELS = {"email": "Adresse e-mail du référent", "departments": "Départements"}
+POLICY_LABELS = {"department": "Département", "policy": "Validation des missions"}
+POLICIES: dict[ModerationPolicy, str] = {
+    "pre": "Avant publication : chaque mission attend la décision d’un référent",
+    "post": "Après publication : les missions paraissent aussitôt, les référents les vérifient ensuite",
+}
+
+
+async def administrator(visit: Visit) -> Actor:
+    """An admin: the login page, or a 403 for other roles (referents included)."""
+    return await visit.actor("admin")
+
+
+async def render_administration(
+    visit: Visit,
+    handlers: ModerationHandlers,
+    actor: Actor,
+    invitation: Form | None = None,
+    policy: Form | None = None,
+    status: int = 200,
+) -> Response:
+    return visit.render(
+        "administration.html",
+        status=status,
+        referents=await handlers.referents(actor),
+        invitation=invitation or Form(INVITATION_LABELS),
+        policy=policy or Form(POLICY_LABELS),
+        departments=departments_of(None),
+        policies=list(POLICIES.items()),
+        published_first=await handlers.published_first(),
+        department_name=department_name,
+    )
+
+
+@router.get("/moderation/administration")
+async def administration(visit: VisitOf, handlers: Handlers) -> Response:
+    return await render_administration(visit, handlers, await administrator(visit))
+
+
+@router.post("/moderation/administration/invitation")
+async def invite(visit: VisitOf, handlers: Handlers) -> Response:
+    """A referent invited by e-mail through the gateway (accounts are its own), appointed to the departments."""
+    actor = await administrator(visit)
+    typed = visit.form.get("departments")
+    form = Form(INVITATION_LABELS, {"email": visit.form.get("email"), "departments": typed})
+    form.require("email")
+    codes = [code.strip().upper() for code in typed.replace(";", ",").replace(" ", ",").split(",") if code.strip()]
+    unknown = [code for code in codes if not known_department(code)]
+    if not codes:
+        form.errors["departments"] = "Indiquez au moins un département (par exemple 29, 56)."
+    elif unknown:
+        form.errors["departments"] = f"Département inconnu : {', '.join(unknown)}."
+    if form.valid:
+        try:
+            answer = await visit.call(
+                "POST",
+                "/referent-invitations",
+                json={"email": form.values["email"], "departments": codes},
+                headers=once(visit, form.values["email"], codes),
+            )
+            expect(answer, 201)
+        except Refused as refusal:
+            if refusal.status == 403:
+                raise
+            form.refused(refusal)
+    if not form.valid:
+        return await render_administration(visit, handlers, actor, invitation=form, status=422)
+    visit.notify("success", f"Invitation envoyée à {form.values['email']} ({', '.join(codes)}).")
+    return visit.redirect("/moderation/administration")
+
+
+@router.post("/moderation/administration/politique")
+async def set_policy(visit: VisitOf, handlers: Handlers) -> Response:
+    actor = await administrator(visit)
+    form = Form(POLICY_LABELS, {"department": visit.form.get("department"), "policy": visit.form.get("policy")})
+    if not known_department(form.value("department")):
+        form.errors["department"] = "Choisissez un département de la liste."
+    if form.value("policy") not in POLICIES:
+        form.errors["policy"] = "Choisissez quand les missions sont validées."
+    if not form.valid:
+        return await render_administration(visit, handlers, actor, policy=form, status=422)
+    code = form.value("department")
+    wanted: ModerationPolicy = "pre" if form.value("policy") == "pre" else "post"
+    await handlers.change_policy(code, wanted, actor)
+
+    async def changed() -> bool:
+        return (await handlers.policy(code)).policy == wanted
+
+    await settled(changed)
+    visit.notify(
+        "success",
+        f"{department_name(code)} ({code}) : validation {'avant' if wanted == 'pre' else 'après'} publication.",
+    )
+    return visit.redirect("/moderation/administration")
+
+
+@router.post("/moderation/administration/referents/{referent_id}/revocation")
+async def revoke(referent_id: str, visit: VisitOf, handlers: Handlers) -> Response:
+    actor = await administrator(visit)
+    await handlers.revoke(referent_id, actor)
+
+    async def gone() -> bool:
+        return all(referent.id != referent_id for referent in await handlers.referents(actor))
+
+    await settled(gone)
+    visit.notify("success", "Référent révoqué : il n’a plus accès à aucun département.")
+    return visit.redirect("/moderation/administration")
+
+
+@router.get("/moderation/administration/echecs")
+async def failures(request: Request, visit: VisitOf) -> Response:
+    """E-mails given up (or possibly sent before a crash), from the notifications service through the public API."""
+    await administrator(visit)
+    status = "unconfirmed" if request.query_params.get("etat") == "incertains" else "dead"
+    answer = expect(await visit.call("GET", "/notifications/failures", params={"status": status, "limit": 200}))
+    return visit.render("echecs.html", failures=[Failure.model_validate(f) for f in answer.json()], status_shown=status)

@@ -8,11 +8,13 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 from markupsafe import escape
 
+from services.notifications import projections
 from services.notifications.domain import InvalidLink
 from services.notifications.handlers import Notifications
 from shared.contracts.notifications import (
     Broadcast,
     BroadcastAccepted,
+    BroadcastAudience,
     BroadcastReport,
     Failure,
     FailuresQuery,
@@ -154,6 +156,14 @@ async def post_broadcast(
     """A referent writes to the volunteers of their department still without a mission (throttled, opt-outs
     honoured); the report counts what became of each e-mail."""
     return await handlers.post_broadcast(actor, department, body)
+
+
+@router.get("/departments/{department}/broadcast-audience")
+async def broadcast_audience(department: Department, actor: ActingUser, handlers: Handlers) -> BroadcastAudience:
+    """A broadcast's preview: how many volunteers it would reach if posted now (as `fan_out` would count them)."""
+    await handlers.check_department(actor, department)
+    recipients = await projections.idle_volunteers(handlers.documents, department)
+    return BroadcastAudience(department=department, recipients=len(recipients))
 
 
 @router.get("/broadcasts/{broadcast_id}")

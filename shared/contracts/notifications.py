@@ -74,6 +74,13 @@ class BroadcastAccepted(BaseModel):
     status: Literal["accepted"]
 
 
+class BroadcastAudience(BaseModel):
+    """Whom a broadcast would reach if posted now (the report counts those of one posted)."""
+
+    department: str
+    recipients: int = Field(description="volunteers of the department without an accepted application")
+
+
 class BroadcastReport(BaseModel):
     """What became of each e-mail of a broadcast."""
 
@@ -155,6 +162,16 @@ OPERATIONS = [
         response=BroadcastAccepted,
         body=Broadcast,
         status=202,
+        problems=("not_your_department",),
+    ),
+    Operation(
+        "GET",
+        "/departments/{department}/broadcast-audience",
+        "notifications",
+        "/notifications/departments/{department}/broadcast-audience",
+        MODERATORS,
+        "How many volunteers a broadcast would reach now (its preview)",
+        response=BroadcastAudience,
         problems=("not_your_department",),
     ),
     Operation(

@@ -1,6 +1,7 @@
 """The referents' space in Chromium: a referent of the Finistère, invited by e-mail and appointed, logs in, finds an
 organisation and a mission waiting, approves the one, validates the other and sees each new state at once; the
-queues and the territory's dashboard on the way (axe and a screenshot of every page); on both backends."""
+queues and the territory's dashboard on the way, then writes to the department's volunteers (a preview, the report)
+(axe and a screenshot of every page); an admin then invites a referent from their page; on both backends."""
 
 from playwright.sync_api import expect
 
@@ -8,6 +9,16 @@ from tests.browser.conftest import PASSWORD, Browse, Platform
 
 ORGANIZATION = "Solidarité Quimper"
 MISSION = "Courses pour les aînés de Quimper"
+VOLUNTEER = {
+    "first_name": "Lucie",
+    "last_name": "Aubrac",
+    "email": "lucie.aubrac@exemple.fr",
+    "phone": "06 11 22 33 44",
+    "birth_date": "1990-07-29",
+    "postal_code": "29000",
+    "domains": ["keeping_in_touch"],
+    "availability": ["evenings"],
+}
 
 
 def waiting(platform: Platform, referent: str) -> tuple[str, str]:
@@ -98,5 +109,40 @@ def test_a_referent_approves_an_organisation_and_validates_a_mission(platform: P
     expect(page.locator("#file tbody tr", has_text=ORGANIZATION)).to_contain_text("Validée")
     browse.goto("/departements/29/territoire")
     expect(page.get_by_role("heading", level=1)).to_have_text("Territoire : Finistère (29)")
+    platform.call("POST", "/volunteers", expect=202, json={"password": PASSWORD, "volunteer": VOLUNTEER})
+    platform.until(
+        lambda: platform.call("GET", "/departments/29/broadcast-audience", referent)["recipients"] == 1,
+        "the volunteer of Quimper among a broadcast's recipients",
+    )
+    page.get_by_role("link", name="Écrire aux bénévoles sans mission du département").click()  # a broadcast
+    page.wait_for_url("**/departements/29/message")
+    browse.check("message")
+    page.get_by_label("Objet").fill("Collecte de samedi")
+    page.get_by_role("textbox", name="Message").fill("Bonjour,\n\nUne collecte a lieu samedi matin devant la mairie.")
+    page.get_by_role("button", name="Prévisualiser").click()
+    browse.check("message-apercu")
+    expect(page.locator("#apercu p")).to_have_count(2)  # the paragraphs, as the e-mail shows them
+    page.get_by_role("button", name="Envoyer à 1 bénévole").click()
+    page.wait_for_url("**/moderation/messages/*")
+    browse.check("message-bilan")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Bilan du message « Collecte de samedi »")
+    expect(page.locator("#bilan tr", has_text="Destinataires").locator("td")).to_have_text("1")
     browse.goto("/departements/56/territoire")  # not hers: a French 403 page
     expect(page.get_by_role("heading", level=1)).to_have_text("Accès réservé")
+
+    page.get_by_role("button", name="Se déconnecter").click()  # an admin, now: their pages
+    page.wait_for_load_state("load")
+    browse.goto("/connexion?suite=%2Fmoderation%2Fadministration")
+    page.get_by_label("Adresse e-mail").fill("admin@exemple.fr")
+    page.get_by_label("Mot de passe").fill(PASSWORD)
+    page.get_by_role("button", name="Se connecter").click()
+    page.wait_for_url("**/moderation/administration")
+    browse.check("administration")
+    expect(page.locator("#referents")).to_contain_text("Finistère (29)")
+    page.get_by_label("Adresse e-mail du référent").fill("referent.brest@exemple.fr")
+    page.get_by_label("Départements").fill("29")
+    page.get_by_role("button", name="Envoyer l’invitation").click()
+    page.wait_for_url("**/moderation/administration")
+    browse.check("administration-invitation")
+    expect(page.get_by_text("Invitation envoyée à referent.brest@exemple.fr (29).")).to_be_visible()
+    platform.until(lambda: platform.mailbox("referent.brest@exemple.fr"), "the invitation e-mail")

@@ -14,7 +14,9 @@ import pytest
 
 from services.__main__ import SERVICES
 from services.gateway.handlers import Accounts
+from services.moderation.handlers import ModerationHandlers
 from shared.runtime.app import create_app
+from shared.runtime.mail import MAILBOX
 from shared.web.sessions import COOKIE, SessionCodec
 from tests.conftest import BACKENDS, NO_RATE_LIMITS, eventually, make_settings
 
@@ -249,3 +251,128 @@ async def test_the_pages_trust_the_gateways_token_not_the_cookie_alone(scene: Sc
     async with scene.browser() as browser:
         refused = await browser.get("/moderation", headers=BROWSER | {"cookie": f"{COOKIE}={codec.encode(forged)}"})
         assert refused.status_code == 303 and refused.headers["location"].startswith("/connexion")
+
+
+# ---- broadcasts and administration (the notifications' and the gateway's operations, through the public API) ----
+
+VOLUNTEER_29 = {
+    "first_name": "Lucie",
+    "last_name": "Aubrac",
+    "email": "lucie.aubrac@exemple.fr",
+    "phone": "06 11 22 33 44",
+    "birth_date": "1990-07-29",
+    "postal_code": "29000",
+    "domains": ["keeping_in_touch"],
+    "availability": ["evenings"],
+}
+
+
+async def test_a_referent_previews_sends_a_broadcast_and_reads_its_report(scene: Scene) -> None:
+    signed_up = await scene.api.post("/volunteers", json={"password": PASSWORD, "volunteer": VOLUNTEER_29})
+    assert signed_up.status_code == 202, signed_up.text
+    people = scene.app.state.runtime.context("notifications").documents
+
+    async def known() -> bool:
+        return bool(await people.find("people", {"department": "29", "role": "volunteer"}))
+
+    await eventually(known, what="the volunteer of 29 known to the notifications service")
+    message = "/departements/29/message"
+    async with scene.signed_in("referent.29@exemple.fr") as referent:
+        page = await referent.get(message, headers=BROWSER)
+        assert page.status_code == 200 and "<strong>1</strong> bénévole destinataire" in page.text
+        token = form_token(page)
+        too_short = await referent.post(
+            message, data={"csrf_token": token, "subject": "Hé", "body": "", "action": "apercu"}, headers=BROWSER
+        )
+        assert too_short.status_code == 422 and "Le formulaire contient 2 erreurs" in too_short.text
+        letter = {"csrf_token": token, "subject": "Collecte samedi", "body": "Bonjour,\n\nUne collecte a lieu samedi."}
+        preview = await referent.post(message, data={**letter, "action": "apercu"}, headers=BROWSER)
+        assert preview.status_code == 200 and "Aperçu" in preview.text and "Envoyer à 1 bénévole" in preview.text
+        sent = await referent.post(message, data={**letter, "action": "envoyer"}, headers=BROWSER)
+        assert sent.status_code == 303 and sent.headers["location"].startswith("/moderation/messages/"), sent.text
+        report = await referent.get(sent.headers["location"], headers=BROWSER)
+        assert report.status_code == 200 and "Message envoyé" in report.text and "Collecte samedi" in report.text
+        assert re.search(r"Destinataires</th><td>1<", report.text), report.text
+        report_url = sent.headers["location"]
+        again = await referent.post(message, data={**letter, "action": "envoyer"}, headers=BROWSER)
+        assert again.headers["location"] == report_url  # sent twice (a double click): one broadcast
+
+    async with scene.signed_in("referent.56@exemple.fr") as stranger:
+        for answer in (
+            await stranger.get(message, headers=BROWSER),
+            await stranger.post(message, data={**letter, "action": "envoyer"}, headers=BROWSER),
+            await stranger.get(report_url, headers=BROWSER),
+        ):
+            assert answer.status_code == 403, answer.text
+        assert "Vous n’êtes pas référent de ce département." in (await stranger.get(message, headers=BROWSER)).text
+
+
+async def test_an_admin_invites_a_referent_sets_a_policy_and_revokes(scene: Scene) -> None:
+    admin_pages = ("/moderation/administration", "/moderation/administration/echecs")
+    async with scene.signed_in("referent.29@exemple.fr") as referent:
+        for path in admin_pages:
+            answer = await referent.get(path, headers=BROWSER)
+            assert answer.status_code == 403 and "Accès réservé" in answer.text, path
+        home = await referent.get("/moderation", headers=BROWSER)
+        assert "/moderation/administration" not in home.text
+        invited = await referent.post(
+            "/moderation/administration/invitation",
+            data={"csrf_token": form_token(home), "email": "x@exemple.fr", "departments": "29"},
+            headers=BROWSER,
+        )
+        assert invited.status_code == 403
+
+    async with scene.signed_in("admin@exemple.fr") as admin:
+        page = await admin.get("/moderation/administration", headers=BROWSER)
+        assert page.status_code == 200 and "Finistère (29)" in page.text and "Morbihan (56)" in page.text
+        token = form_token(page)
+        wrong = await admin.post(
+            "/moderation/administration/invitation",
+            data={"csrf_token": token, "email": "lea@prefecture.fr", "departments": "29, 999"},
+            headers=BROWSER,
+        )
+        assert wrong.status_code == 422 and "Département inconnu : 999." in wrong.text
+        invited = await admin.post(
+            "/moderation/administration/invitation",
+            data={"csrf_token": token, "email": "Lea@Prefecture.fr", "departments": "29, 56"},
+            headers=BROWSER,
+        )
+        assert invited.status_code == 303, invited.text
+        mailbox = scene.app.state.runtime.context("notifications").documents
+
+        async def delivered() -> bool:
+            return bool(await mailbox.find(MAILBOX, {"to": "lea@prefecture.fr"}))
+
+        await eventually(delivered, what="the invitation e-mail in the local mailbox")
+
+        changed = await admin.post(
+            "/moderation/administration/politique",
+            data={"csrf_token": token, "department": "29", "policy": "post"},
+            headers=BROWSER,
+        )
+        assert changed.status_code == 303
+        shown = await admin.get("/moderation/administration", headers=BROWSER)
+        assert (
+            "Invitation envoyée à Lea@Prefecture.fr (29, 56)." in shown.text
+            and "Finistère (29) : validation après" in shown.text
+        )
+        handlers = scene.app.state.runtime.context("moderation").component(ModerationHandlers)
+        assert (await handlers.policy("29")).policy == "post"
+        assert "Validation après publication : Finistère (29)." in shown.text
+
+        failures = await admin.get("/moderation/administration/echecs", headers=BROWSER)
+        assert failures.status_code == 200 and "E-mails non distribués" in failures.text
+
+        rows = re.findall(r"<td>([\w-]+)</td>\s*<td>([^<]*)</td>", shown.text)
+        (referent_56_id,) = [account for account, departments in rows if "(56)" in departments]
+        revoked = await admin.post(
+            f"/moderation/administration/referents/{referent_56_id}/revocation",
+            data={"csrf_token": token},
+            headers=BROWSER,
+        )
+        assert revoked.status_code == 303
+        assert "Morbihan (56)" not in (await admin.get("/moderation/administration", headers=BROWSER)).text
+
+    async with scene.signed_in("referent.56@exemple.fr") as revoked_referent:
+        answer = await revoked_referent.get("/departements/56/territoire", headers=BROWSER)
+        assert answer.status_code == 403
