@@ -40,6 +40,7 @@ from shared.events import (
     OrganizationApproved,
     OrganizationRegistered,
     OrganizationRejected,
+    PasswordResetRequested,
     ReferentAppointed,
     ReferentInvited,
     ReferentRevoked,
@@ -635,6 +636,11 @@ async def test_redelivery_of_every_consumed_event_sends_no_second_email(world):
             expires_at=datetime.now(UTC) + timedelta(days=3),
             invitation=await world.seal("inv-key", {"email": "nouvelle@prefecture.fr", "token": "t"}),
         ),
+        PasswordResetRequested(
+            account_id=VOLUNTEER,
+            expires_at=datetime.now(UTC) + timedelta(hours=1),
+            reset=await world.seal("reset-key", {"token": "un-jeton-de-lien"}),
+        ),
         ReferentAppointed(referent_id=leaving, departments=["56"]),
         ReferentRevoked(referent_id=leaving),
         OrganizationApproved(organization_id="org-1", department="56"),
@@ -890,6 +896,23 @@ async def test_erased_volunteer_gets_nothing_more(world):
     await world.settled()
     assert [d["status"] for d in await world.deliveries(template="application_confirmed")] == ["skipped"]
     assert len(world.smtp.to(VOLUNTEER_EMAIL)) == 1
+
+
+async def test_a_reset_link_goes_by_email_once_and_not_at_all_once_it_has_served(world):
+    def requested(sealed) -> PasswordResetRequested:
+        expires_at = datetime.now(UTC) + timedelta(hours=1)
+        return PasswordResetRequested(account_id=VOLUNTEER, expires_at=expires_at, reset=sealed)
+
+    await world.say(requested(await world.seal("reset-1", {"token": "jeton-du-lien"})))
+    mail = await world.mail(VOLUNTEER_EMAIL, "Choisir un nouveau mot de passe")
+    assert f"{PUBLIC_URL}/mot-de-passe/nouveau?token=jeton-du-lien" in mail.text
+    used = await world.seal("reset-2", {"token": "jeton-deja-servi"})
+    await Vault(world.ctx.keys).forget("reset-2")  # the link served (or expired) before its e-mail could leave
+    await world.say(requested(used))
+    await world.settled()
+    statuses = sorted(d["status"] for d in await world.deliveries(template="password_reset"))
+    assert statuses == ["sent", "skipped"]
+    assert len(world.smtp.to(VOLUNTEER_EMAIL, "Choisir un nouveau mot de passe")) == 1
 
 
 # ---- a crash between the two steps of a send: the service as a process, killed with -9 by the SMTP server ----
