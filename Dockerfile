@@ -18,11 +18,12 @@ RUN npm ci --omit=dev --no-audit --no-fund --loglevel=error
 
 # The locked Python environment, without the dev group; uv from PyPI, as scripts/bootstrap installs it.
 FROM ${PYTHON_IMAGE} AS python-env
-ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never UV_PROJECT_ENVIRONMENT=/app/.venv
+ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never UV_PROJECT_ENVIRONMENT=/app/.venv \
+    UV_CACHE_DIR=/uv-cache
 RUN pip install --no-cache-dir --disable-pip-version-check "uv>=0.5,<1"
 WORKDIR /app
 COPY pyproject.toml uv.lock ./
-RUN --mount=type=cache,target=/root/.cache/uv uv sync --frozen --no-dev --no-install-project
+RUN --mount=type=cache,target=/uv-cache uv sync --frozen --no-dev --no-install-project
 COPY shared ./shared
 COPY services ./services
 # bytecode now: a read-only filesystem at run time cannot take it

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -26,6 +26,7 @@ from shared.runtime.settings import Settings
 ROOT = Path(__file__).resolve().parents[1]
 BACKENDS = ["embedded", "kafka+mongo"]
 POLL_INTERVAL = 0.02
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,17 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     return make_settings(request.param, tmp_path, servers)
 
 
+def wait_until(check: Callable[[], T], *, within: float, what: str, every: float = 0.1) -> T:
+    """`check()`'s first truthy answer, asked every `every` seconds; fail with `what` after `within` seconds (the
+    synchronous twin of `eventually`, for threads that run no event loop)."""
+    deadline = time.monotonic() + within
+    while not (found := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within}s waiting for {what}")
+        time.sleep(every)
+    return found
+
+
 async def eventually(check: Callable[[], Awaitable[bool]], *, within: float = 30.0, what: str = "condition") -> None:
     """Poll `check` until it holds; fail with `what` after `within` seconds (never a fixed sleep)."""
     deadline = time.monotonic() + within
@@ -198,6 +210,21 @@ async def eventually(check: Callable[[], Awaitable[bool]], *, within: float = 30
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {within}s waiting for {what}")
         await asyncio.sleep(POLL_INTERVAL)
+
+
+async def until_ready(url: str, *, within: float) -> None:
+    """Poll a process's /readyz until it answers 200 (a process just started: it may not listen yet)."""
+    import httpx
+
+    async with httpx.AsyncClient(base_url=url) as client:
+
+        async def ready() -> bool:
+            try:
+                return (await client.get("/readyz")).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        await eventually(ready, within=within, what=f"{url} ready")
 
 
 def service_headers(app: Any, actor: Any = None) -> dict[str, str]:

@@ -8,7 +8,6 @@ Content-Security-Policy violation in the console, and a screenshot in tests/brow
 import asyncio
 import re
 import threading
-import time
 from collections.abc import Callable, Coroutine, Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -25,7 +24,7 @@ from services.gateway.handlers import Accounts
 from shared.runtime.app import create_app
 from shared.runtime.mail import MAILBOX
 from shared.runtime.settings import Settings
-from tests.conftest import BACKENDS, NO_RATE_LIMITS, free_port, lasting, make_settings
+from tests.conftest import BACKENDS, NO_RATE_LIMITS, free_port, lasting, make_settings, wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -50,11 +49,9 @@ class Platform:
 
     def __enter__(self) -> "Platform":
         self.thread.start()
-        deadline = time.monotonic() + 60
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the platform did not start")
-            time.sleep(0.05)
+        wait_until(lambda: self.server.started or not self.thread.is_alive(), within=60, what="the platform's start")
+        if not self.server.started:
+            raise RuntimeError("the platform did not start")
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -76,23 +73,21 @@ class Platform:
 
     def eventually(self, method: str, path: str, token: str | None = None, expect: int = 200, **kwargs: Any) -> Any:
         """The call, tried again until the services caught up with each other (read models fed by events)."""
-        deadline = time.monotonic() + WITHIN_S
-        while True:
-            headers = {"authorization": f"Bearer {token}"} if token else {}
-            answer = self.api.request(method, path, headers=headers, **kwargs)
-            if answer.status_code == expect:
-                return answer.json() if answer.content else None
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{method} {path}: still {answer.status_code} {answer.text}")
-            time.sleep(0.1)
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        seen: list[httpx.Response] = []
+
+        def answered() -> bool:
+            seen.append(self.api.request(method, path, headers=headers, **kwargs))
+            return seen[-1].status_code == expect
+
+        try:
+            wait_until(answered, within=WITHIN_S, what=f"{method} {path} answering {expect}")
+        except AssertionError:
+            raise AssertionError(f"{method} {path}: still {seen[-1].status_code} {seen[-1].text}") from None
+        return seen[-1].json() if seen[-1].content else None
 
     def until(self, check: Callable[[], Any], what: str) -> Any:
-        deadline = time.monotonic() + WITHIN_S
-        while not (found := check()):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}")
-            time.sleep(0.1)
-        return found
+        return wait_until(check, within=WITHIN_S, what=what)
 
     def login(self, email: str) -> str:
         return str(self.call("POST", "/auth/login", json={"email": email, "password": PASSWORD})["access_token"])

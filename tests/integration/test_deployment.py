@@ -8,7 +8,6 @@ import json
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -25,7 +24,7 @@ from shared.runtime.app import Service, create_app
 from shared.runtime.consumers import dead_letter_topic
 from shared.runtime.probe import PROBED
 from shared.runtime.settings import Settings
-from tests.conftest import ROOT, env_of, eventually, free_port, make_settings
+from tests.conftest import ROOT, env_of, eventually, free_port, make_settings, wait_until
 
 OVERLAYS = ("dev", "prod")
 KUBERNETES_VERSION = "1.33.0"
@@ -330,17 +329,15 @@ def platform_metrics(tmp_path_factory) -> str:
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 90
-        while True:
+
+        def ready() -> bool:
+            assert process.poll() is None, process.stderr.read().decode()[-2000:] if process.stderr else ""
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200:
-                    break
+                return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200
             except httpx.TransportError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, (
-                process.stderr.read().decode()[-2000:] if process.stderr else ""
-            )
-            time.sleep(0.2)
+                return False
+
+        wait_until(ready, within=90, what="the platform's readiness")
         yield httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     finally:
         process.terminate()

@@ -22,7 +22,7 @@ from shared.runtime.backend import open_bus, open_storage
 from shared.runtime.consumers import ConsumerRunner, Subscriber, dead_letter_topic, is_transient
 from shared.runtime.ports import DuplicateKeyError, OutgoingMessage, Unavailable
 from shared.runtime.tasks import cancel, start_supervised
-from tests.conftest import env_of, eventually, free_port
+from tests.conftest import env_of, eventually, free_port, until_ready
 from tests.faults import store_outage
 
 
@@ -230,15 +230,7 @@ async def test_sigterm_ends_the_process_with_a_stopping_and_a_stopped_line(setti
         stderr=asyncio.subprocess.STDOUT,
     )
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-
-            async def ready() -> bool:
-                try:
-                    return (await client.get("/readyz")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            await eventually(ready, within=30, what="the process ready")
+        await until_ready(f"http://127.0.0.1:{port}", within=30)
         process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(30):
             output = (await process.communicate())[0].decode()

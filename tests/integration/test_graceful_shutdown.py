@@ -14,7 +14,7 @@ import httpx
 from shared.events import MissionReopened
 from shared.runtime.backend import open_bus
 from shared.runtime.ports import OutgoingMessage
-from tests.conftest import ROOT, env_of, eventually, free_port
+from tests.conftest import ROOT, env_of, eventually, free_port, until_ready
 from tests.integration.worker import EFFECTS
 
 STREAMS, VERSIONS = 10, 30
@@ -40,15 +40,7 @@ async def start(settings, delay: float) -> tuple[asyncio.subprocess.Process, str
         stderr=asyncio.subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    async with httpx.AsyncClient(base_url=url) as client:
-
-        async def ready() -> bool:
-            try:
-                return (await client.get("/readyz")).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        await eventually(ready, within=60, what="the service ready")
+    await until_ready(url, within=60)
     return process, url
 
 
